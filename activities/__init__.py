@@ -1,0 +1,1 @@
+"""Step kinds with side effects, run as Temporal activities, and the plugin registry."""

@@ -1,0 +1,1 @@
+"""The dagflow starter service, its CLI and its Python client."""

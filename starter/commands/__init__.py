@@ -1,0 +1,1 @@
+"""Subcommands of the ``dagflow`` CLI, one module per group of commands."""

@@ -1,0 +1,1 @@
+"""The worker process: the Worker, the data converter, interceptors."""

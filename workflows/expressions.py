@@ -1,0 +1,253 @@
+"""``${{ }}`` expressions: CEL inside, typed when a string is one expression, text otherwise.
+
+Everything here is pure and deterministic, so the interpreter evaluates expressions inside the
+workflow and replays them identically. Compiled programs are cached by source.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import cel
+
+SCOPE_NAMES = frozenset({"input", "steps", "item", "index", "run", "params"})
+
+_STEP_DOT = re.compile(r"\bsteps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+_STEP_INDEX = re.compile(r"\bsteps\s*\[\s*(?:\"([^\"]*)\"|'([^']*)')\s*\]")
+_STEPS_WORD = re.compile(r"\bsteps\b")
+_MACRO_VAR = re.compile(
+    r"\.\s*(?:map|filter|all|exists|exists_one|transformList|transformMap)\s*\(\s*"
+    r"([A-Za-z_][A-Za-z0-9_]*)\s*,(?:\s*([A-Za-z_][A-Za-z0-9_]*)\s*,)?"
+)
+
+
+class ExpressionError(Exception):
+    """An expression did not compile or could not be evaluated."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        super().__init__(f"{reason} (in ${{{{ {expression} }}}})")
+        self.expression = expression
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One compiled CEL expression with what it refers to."""
+
+    source: str
+    program: cel.Program = field(repr=False, compare=False)
+    names: frozenset[str]
+    """Top-level names it uses that are not bound by a macro."""
+    step_refs: frozenset[str] | None
+    """Step ids it reads through ``steps``; None when it indexes ``steps`` dynamically."""
+
+    def evaluate(self, scope: dict[str, Any]) -> Any:
+        """Evaluate in ``scope``; raise :class:`ExpressionError` with the reason on failure."""
+        try:
+            return to_json(self.program.execute(scope))
+        except KeyError as e:
+            raise ExpressionError(self.source, f"no such key: {e.args[0]!r}") from None
+        except ZeroDivisionError:
+            raise ExpressionError(self.source, "division by zero") from None
+        except Exception as e:
+            reason = str(e).split(". Check that")[0] or type(e).__name__
+            raise ExpressionError(self.source, reason) from None
+
+
+_CACHE: dict[str, Expression] = {}
+
+
+def compile_expression(source: str) -> Expression:
+    """Compile CEL source (without the ``${{ }}``), cached by source."""
+    cached = _CACHE.get(source)
+    if cached is not None:
+        return cached
+    text = source.strip()
+    if not text:
+        raise ExpressionError(source, "empty expression")
+    try:
+        program = cel.compile(text)
+    except Exception as e:
+        lines = str(e).splitlines()
+        reason = lines[0] if lines else type(e).__name__
+        reason = reason.replace(f"Failed to parse expression '{text}': ", "")
+        raise ExpressionError(text, f"does not compile: {reason}") from None
+    bound = {n for pair in _MACRO_VAR.findall(text) for n in pair if n}
+    names = frozenset(set(program.variables()) - bound)
+    refs: frozenset[str] | None = frozenset()
+    if "steps" in names:
+        found = set(_STEP_DOT.findall(text))
+        found |= {a or b for a, b in _STEP_INDEX.findall(text)}
+        uses = len(_STEPS_WORD.findall(text))
+        exact = len(_STEP_DOT.findall(text)) + len(_STEP_INDEX.findall(text))
+        refs = frozenset(found) if uses == exact else None
+    expr = Expression(text, program, names, refs)
+    _CACHE[source] = expr
+    return expr
+
+
+def _split(text: str) -> list[str | Expression]:
+    """Split a string into literal text and compiled expressions."""
+    parts: list[str | Expression] = []
+    pos = 0
+    while True:
+        start = text.find("${{", pos)
+        if start < 0:
+            break
+        end = _closing(text, start + 3)
+        if end < 0:
+            raise ExpressionError(text[start + 3 :].strip(), "no closing '}}'")
+        if start > pos:
+            parts.append(text[pos:start])
+        parts.append(compile_expression(text[start + 3 : end]))
+        pos = end + 2
+    if pos < len(text):
+        parts.append(text[pos:])
+    return parts
+
+
+def _closing(text: str, i: int) -> int:
+    """Index of the ``}}`` that closes an expression starting at ``i`` (skips strings, maps)."""
+    depth = 0
+    quote = ""
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            if depth == 0 and i + 1 < n and text[i + 1] == "}":
+                return i
+            depth -= 1
+        i += 1
+    return -1
+
+
+@dataclass(frozen=True)
+class Template:
+    """A string with ``${{ }}`` parts, compiled once."""
+
+    parts: tuple[str | Expression, ...]
+
+    @property
+    def expressions(self) -> list[Expression]:
+        return [p for p in self.parts if isinstance(p, Expression)]
+
+    @property
+    def single(self) -> Expression | None:
+        """The expression when the string is exactly one ``${{ }}`` (padding allowed)."""
+        exprs = self.expressions
+        if len(exprs) == 1 and all(isinstance(p, Expression) or not p.strip() for p in self.parts):
+            return exprs[0]
+        return None
+
+    def render(self, scope: dict[str, Any]) -> Any:
+        single = self.single
+        if single is not None:
+            return single.evaluate(scope)
+        return "".join(p if isinstance(p, str) else to_text(p.evaluate(scope)) for p in self.parts)
+
+
+_TEMPLATES: dict[str, Template] = {}
+
+
+def template(text: str) -> Template:
+    """Compile a string that may contain ``${{ }}`` parts (cached)."""
+    cached = _TEMPLATES.get(text)
+    if cached is None:
+        cached = Template(tuple(_split(text)))
+        _TEMPLATES[text] = cached
+    return cached
+
+
+def has_expression(value: Any) -> bool:
+    """Whether a value (or anything nested in it) contains ``${{``."""
+    if isinstance(value, str):
+        return "${{" in value
+    if isinstance(value, dict):
+        return any(has_expression(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_expression(v) for v in value)
+    return False
+
+
+def iter_strings(value: Any, path: str) -> list[tuple[str, str]]:
+    """Every string containing ``${{`` nested in ``value``, with its path."""
+    out: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        if "${{" in value:
+            out.append((path, value))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            out.extend(iter_strings(v, f"{path}.{k}"))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out.extend(iter_strings(v, f"{path}[{i}]"))
+    return out
+
+
+def render(value: Any, scope: dict[str, Any]) -> Any:
+    """Render every ``${{ }}`` nested in ``value`` (dict keys are left as written)."""
+    if isinstance(value, str):
+        return template(value).render(scope) if "${{" in value else value
+    if isinstance(value, dict):
+        return {k: render(v, scope) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, scope) for v in value]
+    return value
+
+
+def condition(value: bool | str, scope: dict[str, Any]) -> bool:
+    """Evaluate an ``if``: a bool, a ``${{ }}`` string, or bare CEL (as GitHub Actions allows)."""
+    if isinstance(value, bool):
+        return value
+    result = (template(value) if "${{" in value else Template((compile_expression(value),))).render(
+        scope
+    )
+    if not isinstance(result, bool):
+        raise ExpressionError(value, f"condition must be a bool, got {type(result).__name__}")
+    return result
+
+
+def to_json(value: Any) -> Any:
+    """Turn a CEL result into plain JSON data (timestamps become RFC 3339 strings)."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, cel.OptionalValue):
+        return to_json(value.value()) if value.has_value() else None
+    return str(value)
+
+
+def to_text(value: Any) -> str:
+    """How a value reads when interpolated into text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=False)
+    return str(value)

@@ -1,0 +1,217 @@
+"""Models that cross the workflow boundary: run input, activity input, query and signal bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.definition import Definition
+
+WORKFLOW_TYPE = "DagRun"
+FOR_EACH_BATCH_WORKFLOW_TYPE = "DagForEachBatch"
+DEFAULT_TASK_QUEUE = "dagflow"
+
+
+class StepStatus(StrEnum):
+    """Where a step stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NEEDS_ATTENTION = "needs_attention"
+    CANCELLED = "cancelled"
+
+
+class RunStatus(StrEnum):
+    """Where a run stands."""
+
+    RUNNING = "running"
+    WAITING = "waiting"
+    NEEDS_ATTENTION = "needs_attention"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+DAG_STATUS_VALUES = {
+    RunStatus.RUNNING: "Running",
+    RunStatus.WAITING: "Waiting",
+    RunStatus.NEEDS_ATTENTION: "NeedsAttention",
+    RunStatus.COMPLETED: "Completed",
+    RunStatus.FAILED: "Failed",
+    RunStatus.CANCELLED: "Cancelled",
+    RunStatus.TIMED_OUT: "TimedOut",
+}
+"""The ``DagStatus`` search attribute's value for each run status."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class LinearBackoff(_Model):
+    """Linear retry delays, which Temporal's RetryPolicy cannot express: the activity side
+    raises with ``next_retry_delay = initial + increment * (attempt - 1)``, capped."""
+
+    initial: timedelta
+    increment: timedelta
+    maximum: timedelta | None = None
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after attempt ``attempt`` (1-based) fails."""
+        delay = self.initial + self.increment * (attempt - 1)
+        return min(delay, self.maximum) if self.maximum else delay
+
+
+class StepInput(_Model):
+    """The one argument every step activity (built-in or plugin) receives."""
+
+    tenant: str
+    workflow_id: str
+    definition: str
+    step: str
+    index: int | None = None
+    key: str = Field(description="The step's name in the run: 'charge' or 'reserve[3]'.")
+    kind: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    secret: str | None = Field(None, description="Name of a secret the activity resolves.")
+    idempotency_key: str = Field(description="Stable across the retries of one attempt series.")
+    linear_backoff: LinearBackoff | None = None
+
+
+class DagRunInput(_Model):
+    """What starts a run: the pinned definition, the input and who it belongs to."""
+
+    definition: Definition
+    input: Any = None
+    tenant: str = "default"
+    version: int = 0
+    command: str | None = None
+    library: dict[str, Definition] = Field(
+        default_factory=dict,
+        description="Definitions that workflow steps may run, by 'name@version' and 'name'.",
+    )
+    resume: RunState | None = Field(None, description="Carried over by continue-as-new.")
+    history_limit: int = Field(
+        8000, description="History length at which the run continues as new."
+    )
+    batch_size: int = Field(
+        250, description="for_each lists longer than this run in child workflow batches."
+    )
+
+
+class StepRecord(_Model):
+    """A step's state inside the workflow (and carried over by continue-as-new)."""
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    series: int = 1
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    output: Any = None
+    fallback: str | None = Field(None, description="The fallback step that stood in for it.")
+    items_total: int | None = None
+    items_done: int | None = None
+    items_failed: list[int] | None = None
+    item_outputs: dict[int, Any] | None = None
+
+
+class RunState(_Model):
+    """Everything a run carries across continue-as-new."""
+
+    steps: dict[str, StepRecord]
+    events: dict[str, list[Any]] = Field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    started_at: datetime
+    deadline: datetime | None = None
+    continued: int = 0
+
+
+class StepProgress(_Model):
+    """One step in the ``progress`` query."""
+
+    step: str
+    kind: str
+    status: StepStatus
+    attempts: int
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    fallback: str | None = None
+    items_total: int | None = None
+    items_done: int | None = None
+    items_failed: list[int] | None = None
+
+
+class Progress(_Model):
+    """Answer of the ``progress`` query."""
+
+    status: RunStatus
+    tenant: str
+    definition: str
+    version: int
+    started_at: datetime
+    continued: int = 0
+    error: str | None = None
+    steps: list[StepProgress]
+
+
+class RetryStep(_Model):
+    """Body of ``retry_step``: run a parked step again, ``with`` overriding its inputs."""
+
+    step: str
+    with_: dict[str, Any] | None = Field(None, alias="with")
+
+
+class CompleteStep(_Model):
+    """Body of ``complete_step``: resolve a parked step as succeeded with this output."""
+
+    step: str
+    output: Any = None
+
+
+class SkipStep(_Model):
+    """Body of ``skip_step``: resolve a parked step as skipped."""
+
+    step: str
+
+
+class FailRun(_Model):
+    """Body of ``fail_run``."""
+
+    reason: str = "failed by an operator"
+
+
+class SendEvent(_Model):
+    """Body of ``send_event``: deliver an event to ``wait`` steps waiting on ``name``."""
+
+    name: str
+    payload: Any = None
+
+
+class ForEachBatchInput(_Model):
+    """A slice of a big ``for_each``, run as a child workflow."""
+
+    parent: DagRunInput
+    step: str
+    start: int
+    items: list[Any]
+    concurrency: int | None = None
+    series: int = 1
+
+
+class ForEachBatchResult(_Model):
+    """Outputs by item index, and the items that failed with their errors."""
+
+    outputs: dict[int, Any] = Field(default_factory=dict)
+    failed: dict[int, str] = Field(default_factory=dict)
+
+
+DagRunInput.model_rebuild()

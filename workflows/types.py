@@ -115,7 +115,9 @@ class StepRecord(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    note: str | None = Field(None, description="Why it was skipped, or how it was resolved.")
     output: Any = None
+    wait_until: datetime | None = Field(None, description="When a wait step stops waiting.")
     fallback: str | None = Field(None, description="The fallback step that stood in for it.")
     items_total: int | None = None
     items_done: int | None = None
@@ -127,7 +129,9 @@ class RunState(_Model):
     """Everything a run carries across continue-as-new."""
 
     steps: dict[str, StepRecord]
-    events: dict[str, list[Any]] = Field(default_factory=dict)
+    events: dict[str, Any] = Field(
+        default_factory=dict, description="Latest payload of every event received, by name."
+    )
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     started_at: datetime
     deadline: datetime | None = None
@@ -144,6 +148,7 @@ class StepProgress(_Model):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    note: str | None = None
     fallback: str | None = None
     items_total: int | None = None
     items_done: int | None = None
@@ -196,22 +201,46 @@ class SendEvent(_Model):
     payload: Any = None
 
 
+class StepResult(_Model):
+    """What a step activity returns to the workflow: its output and the attempt that made it.
+
+    The worker's interceptor wraps every step activity's return value in this envelope.
+    """
+
+    output: Any = None
+    attempt: int = 1
+
+
+class Ack(_Model):
+    """Answer of the recovery Updates."""
+
+    step: str | None = None
+    action: str
+
+
 class ForEachBatchInput(_Model):
     """A slice of a big ``for_each``, run as a child workflow."""
 
-    parent: DagRunInput
+    run: DagRunInput
+    workflow_id: str = Field(description="The parent run's id, so step keys stay stable.")
     step: str
-    start: int
+    indices: list[int]
     items: list[Any]
     concurrency: int | None = None
     series: int = 1
+    overrides: dict[str, Any] | None = None
+    steps: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="The upstream outputs the step's expressions read."
+    )
+    fail_fast: bool = True
 
 
 class ForEachBatchResult(_Model):
-    """Outputs by item index, and the items that failed with their errors."""
+    """Outputs by item index, the items that failed with their errors, and the most attempts."""
 
     outputs: dict[int, Any] = Field(default_factory=dict)
     failed: dict[int, str] = Field(default_factory=dict)
+    attempts: int = 0
 
 
 DagRunInput.model_rebuild()

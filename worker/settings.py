@@ -1,0 +1,46 @@
+"""Settings shared by every dagflow process: flags, then ``DAGFLOW_*`` variables, then defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workflows.types import DEFAULT_TASK_QUEUE
+
+
+class Settings(BaseSettings):
+    """Where Temporal is and how the worker behaves; every field is also a CLI flag."""
+
+    model_config = SettingsConfigDict(env_prefix="DAGFLOW_", extra="ignore")
+
+    temporal_address: str = Field("localhost:7233", description="Temporal frontend host:port.")
+    namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks (CIDR) HTTP steps may reach despite the private-address guard.",
+    )
+    secrets_file: str | None = Field(None, description="YAML or JSON file of step secrets.")
+    database_url: str | None = None
+    max_concurrent_activities: int = Field(200, gt=0)
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds running activities get.")
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {cidr!r} (use CIDR, e.g. 10.0.0.0/8)") from None
+        return value

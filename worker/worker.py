@@ -1,0 +1,68 @@
+"""Builds the Temporal Worker that runs DagRun and the step activities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Interceptor, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from worker.interceptors import StepAttemptInterceptor
+from workflows.dag_run import DagForEachBatch, DagRun
+
+PASSTHROUGH = (
+    "cel",
+    "jsonschema",
+    "jsonschema_specifications",
+    "referencing",
+    "rpds",
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "workflows",
+)
+"""Modules the workflow sandbox shares instead of re-importing: deterministic, and `cel`'s
+native core must be loaded once."""
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with dagflow's deterministic modules passed through."""
+    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: Sequence[Callable[..., Any]],
+    interceptors: Sequence[Interceptor] = (),
+    max_concurrent_activities: int = 200,
+    shutdown_grace: timedelta = timedelta(seconds=10),
+    workflows: bool = True,
+) -> Worker:
+    """A Worker for the interpreter and the given step activities.
+
+    Args:
+        client: A client made by :func:`worker.client.connect`.
+        task_queue: The queue to poll.
+        activities: Step activities (built-in and plugins), each named after its kind.
+        interceptors: Extra interceptors, run inside dagflow's own.
+        max_concurrent_activities: Activities this worker runs at once.
+        shutdown_grace: How long running activities get when the worker shuts down.
+        workflows: Whether this worker also runs DagRun (False for activity-only workers
+            serving a capability task queue).
+    """
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DagRun, DagForEachBatch] if workflows else [],
+        activities=list(activities),
+        interceptors=[StepAttemptInterceptor(), *interceptors],
+        workflow_runner=sandbox_runner(),
+        max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=shutdown_grace,
+    )

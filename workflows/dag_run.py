@@ -463,7 +463,7 @@ class DagRun(_Executor):
                 raise ApplicationError(
                     message,
                     {"step": step, "status": status.value},
-                    type="RunTimedOut" if status == RunStatus.TIMED_OUT else "StepFailed",
+                    type=_failure_type(status, step),
                     non_retryable=True,
                 )
             if self._open == 0:
@@ -1055,6 +1055,13 @@ def _refs_of(values: Any, condition: bool | str | None) -> frozenset[str] | None
             return None
         found |= expr.step_refs
     return frozenset(found)
+
+
+def _failure_type(status: RunStatus, step: str | None) -> str:
+    """The error type a failed run reports: a step failed, it timed out, or an operator."""
+    if status == RunStatus.TIMED_OUT:
+        return "RunTimedOut"
+    return "StepFailed" if step else "FailedByOperator"
 
 
 def _timestamp(text: str) -> datetime:

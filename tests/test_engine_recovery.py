@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from tests.conftest import temporal_binary
+from starter.devserver import temporal_binary
 from tests.engine import dag_worker, eventually, progress, start_dag
 from tests.steps import Probe
 from workflows.search_attributes import DAG_STATUS

@@ -1,0 +1,375 @@
+"""``dagflow worker``, ``dagflow run`` and ``dagflow dev``: the engine without the starter."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import jsonschema
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, CancelledError, TimeoutError
+
+from starter import demo
+from starter.devserver import PortInUseError, start_dev_server
+from starter.files import DefinitionFileError, read_definition, resolve_library
+from starter.launch import start_run
+from worker.client import connect
+from worker.main import run_worker
+from worker.settings import Settings
+from workflows.definition import Definition
+
+OK, RUN_FAILED, BAD_INPUT, UNREACHABLE = 0, 1, 2, 3
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def temporal_options(fn: F) -> F:
+    """The flags every command that talks to Temporal takes (defaults from DAGFLOW_*)."""
+    for option in reversed(
+        [
+            click.option("--address", help="Temporal frontend host:port [DAGFLOW_TEMPORAL_ADDRESS]."),
+            click.option("--namespace", help="Temporal namespace [DAGFLOW_NAMESPACE]."),
+            click.option("--task-queue", help="Task queue of DagRun [DAGFLOW_TASK_QUEUE]."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def settings_from(**flags: Any) -> Settings:
+    """Settings from flags (those given), then DAGFLOW_* variables, then defaults."""
+    given = {k: v for k, v in flags.items() if v not in (None, ())}
+    if "address" in given:
+        given["temporal_address"] = given.pop("address")
+    if "allow_network" in given:
+        given["allowed_networks"] = list(given.pop("allow_network"))
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        problems = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+        fail(BAD_INPUT, "bad settings:\n  " + "\n  ".join(problems))
+
+
+def fail(code: int, message: str) -> NoReturn:
+    """Print ``message`` on stderr and exit with ``code``."""
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+async def reach(settings: Settings) -> Client:
+    """Connect to Temporal or exit 3 with a message saying where it looked."""
+    try:
+        return await connect(settings.temporal_address, settings.namespace)
+    except RuntimeError as e:
+        fail(
+            UNREACHABLE,
+            f"cannot reach Temporal at {settings.temporal_address}: {e}\n"
+            "start one with `dagflow dev`, or pass --address / set DAGFLOW_TEMPORAL_ADDRESS",
+        )
+
+
+# --- dagflow worker ----------------------------------------------------------------------------
+
+
+@click.command("worker")
+@temporal_options
+@click.option(
+    "--allow-network",
+    multiple=True,
+    metavar="CIDR",
+    help="Let HTTP steps reach this private/loopback network (repeatable) "
+    "[DAGFLOW_ALLOWED_NETWORKS, comma-separated].",
+)
+@click.option("--secrets-file", help="YAML/JSON file of step secrets [DAGFLOW_SECRETS_FILE].")
+@click.option("--max-concurrent-activities", type=int, help="Activities run at once.")
+@click.option(
+    "--activities-only",
+    is_flag=True,
+    help="Serve only step activities (a capability worker for steps' task_queue).",
+)
+def worker_cmd(activities_only: bool, **flags: Any) -> None:
+    """Run a worker: DagRun and every step kind, until SIGTERM or Ctrl-C.
+
+    On SIGTERM the worker stops polling and gives running activities a grace period.
+
+    \b
+    Example:
+      dagflow worker --address temporal:7233 --allow-network 10.0.0.0/8
+    """
+    settings = settings_from(**flags)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(_worker(settings, not activities_only))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _worker(settings: Settings, workflows: bool) -> None:
+    await reach(settings)
+    await run_worker(settings, workflows=workflows)
+
+
+# --- dagflow run -------------------------------------------------------------------------------
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--input", "input_text", help="The run's input: JSON, or @FILE to read it.")
+@click.option("--tenant", default="default", show_default=True, help="Tenant the run belongs to.")
+@click.option("--id", "key", help="Run key; running again with the same key returns that run.")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; print its output.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--definitions",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of definitions that workflow steps run (repeatable; default: FILE's folder).",
+)
+@temporal_options
+def run_cmd(
+    file: Path,
+    input_text: str | None,
+    tenant: str,
+    key: str | None,
+    wait: bool,
+    as_json: bool,
+    definitions: tuple[Path, ...],
+    **flags: Any,
+) -> None:
+    """Start a run of a definition file straight on Temporal (no starter needed).
+
+    Without --wait it prints the workflow id and returns. With --wait it prints the output
+    and exits 0, or prints the failing step and reason and exits 1. Bad files or input exit
+    2; an unreachable Temporal exits 3.
+
+    \b
+    Example:
+      dagflow run examples/order-fulfilment.yaml --wait \\
+        --input '{"order_id": "A-1001", "shop_url": "http://127.0.0.1:8080"}'
+    """
+    settings = settings_from(**flags)
+    try:
+        definition = read_definition(file, _known_kinds())
+        library = resolve_library(definition, definitions or (file.parent,), _known_kinds())
+    except DefinitionFileError as e:
+        fail(BAD_INPUT, str(e))
+    run_input = parse_input(input_text, definition)
+    code = asyncio.run(
+        _run(settings, definition, run_input, tenant, key, wait, as_json, library)
+    )
+    sys.exit(code)
+
+
+def _known_kinds() -> frozenset[str] | None:
+    from activities.registry import known_kinds
+
+    return known_kinds()
+
+
+def parse_input(text: str | None, definition: Definition) -> Any:
+    """The run input from ``--input`` (JSON or @FILE), checked against the definition's schema."""
+    if text is None:
+        value: Any = None
+    else:
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text(encoding="utf-8")
+            except OSError as e:
+                fail(BAD_INPUT, f"--input: cannot read {text[1:]}: {e.strerror or e}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            fail(BAD_INPUT, f"--input: not JSON: {e.msg} (line {e.lineno}, column {e.colno})")
+    problems = input_problems(definition, value)
+    if problems:
+        fail(BAD_INPUT, "--input does not match the definition's input schema:\n  " + "\n  ".join(problems))
+    return value
+
+
+def input_problems(definition: Definition, value: Any) -> list[str]:
+    """Every way ``value`` breaks the definition's ``input`` schema, as ``input.path: why``."""
+    if definition.input is None:
+        return []
+    cls = jsonschema.validators.validator_for(definition.input)
+    errors = cls(definition.input).iter_errors(value if value is not None else {})
+    return sorted(f"input{e.json_path[1:]}: {e.message}" for e in errors)
+
+
+async def _run(
+    settings: Settings,
+    definition: Definition,
+    run_input: Any,
+    tenant: str,
+    key: str | None,
+    wait: bool,
+    as_json: bool,
+    library: dict[str, Definition],
+) -> int:
+    client = await reach(settings)
+    handle, _ = await start_run(
+        client,
+        definition,
+        run_input,
+        task_queue=settings.task_queue,
+        tenant=tenant,
+        key=key,
+        library=library,
+    )
+    if not wait:
+        run_id = handle.first_execution_run_id or handle.run_id
+        report(as_json, handle.id, run_id, "running", None, None)
+        return OK
+    return await wait_and_report(handle, as_json)
+
+
+async def wait_and_report(handle: WorkflowHandle[Any, Any], as_json: bool) -> int:
+    """Wait for a run to end and print its output (exit 0) or why it failed (exit 1)."""
+    run_id = handle.first_execution_run_id or handle.run_id
+    try:
+        output = await handle.result()
+    except WorkflowFailureError as e:
+        status, error = failure_of(e)
+        report(as_json, handle.id, run_id, status, None, error)
+        return RUN_FAILED
+    report(as_json, handle.id, run_id, "completed", output, None)
+    return OK
+
+
+def failure_of(error: WorkflowFailureError) -> tuple[str, str]:
+    """The run status and a one-line reason for a failed run."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        status = "timed_out" if cause.type == "RunTimedOut" else "failed"
+        return status, cause.message
+    if isinstance(cause, CancelledError):
+        return "cancelled", "cancelled"
+    if isinstance(cause, TimeoutError):
+        return "timed_out", "run timed out"
+    return "failed", str(cause or error)
+
+
+def report(
+    as_json: bool, workflow_id: str, run_id: str | None, status: str, output: Any, error: str | None
+) -> None:
+    """Print a run's outcome for people, or as one JSON object with ``--json``."""
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "workflow_id": workflow_id,
+                    "run_id": run_id,
+                    "status": status,
+                    "output": output,
+                    "error": error,
+                }
+            )
+        )
+    elif status == "running":
+        click.echo(workflow_id)
+    elif error is not None:
+        click.echo(f"run {workflow_id} {status}: {error}", err=True)
+    else:
+        click.echo(json.dumps(output, indent=2))
+
+
+# --- dagflow dev -------------------------------------------------------------------------------
+
+
+@click.command("dev")
+@click.option("--port", default=7233, show_default=True, help="Temporal frontend port.")
+@click.option("--ui-port", default=8233, show_default=True, help="Temporal Web UI port.")
+@click.option(
+    "--data-dir",
+    default=".dagflow",
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where Temporal keeps its SQLite state.",
+)
+@click.option("--once", is_flag=True, help="Stop after the example run instead of staying up.")
+def dev_cmd(port: int, ui_port: int, data_dir: Path, once: bool) -> None:
+    """Start a local stack and run an example to completion.
+
+    Starts `temporal server start-dev` (state in DATA_DIR/temporal.db, dagflow's search
+    attributes registered, Web UI on), a worker, and a demo shop API on 127.0.0.1; then runs
+    examples/order-fulfilment.yaml and prints its output and where to see it in the Web UI.
+    Stays up until Ctrl-C (or stops right away with --once), stopping everything it started.
+
+    \b
+    Example:
+      dagflow dev --port 7233 --ui-port 8233
+    """
+    try:
+        code = asyncio.run(_dev(port, ui_port, data_dir, once))
+    except KeyboardInterrupt:
+        code = OK
+    sys.exit(code)
+
+
+async def _dev(port: int, ui_port: int, data_dir: Path, once: bool) -> int:
+    try:
+        server = await start_dev_server(data_dir, port=port, ui_port=ui_port)
+    except PortInUseError as e:
+        fail(BAD_INPUT, f"{e}: stop what uses it, or pass --port/--ui-port")
+    shop, shop_url = await demo.start()
+    settings = Settings(temporal_address=server.address, allowed_networks=["127.0.0.0/8"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = await _connect_when_ready(settings)
+    worker = asyncio.create_task(run_worker(settings, stop=stop))
+    try:
+        click.echo(f"Temporal   {server.address}  (state in {data_dir / 'temporal.db'})")
+        click.echo(f"Web UI     {server.ui_url}")
+        click.echo(f"Demo shop  {shop_url}  (the worker may reach 127.0.0.0/8 in dev)")
+        code = await _demo_run(client, settings, server.ui_url, shop_url)
+        if not once:
+            click.echo("\nThe stack is up: run more with `dagflow run FILE --wait`. Ctrl-C stops it.")
+            await stop.wait()
+        return code
+    finally:
+        stop.set()
+        await asyncio.gather(worker, return_exceptions=True)
+        await shop.cleanup()
+        await server.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _connect_when_ready(settings: Settings) -> Client:
+    for _ in range(100):
+        try:
+            return await connect(settings.temporal_address, settings.namespace)
+        except RuntimeError:
+            await asyncio.sleep(0.3)
+    fail(UNREACHABLE, f"Temporal at {settings.temporal_address} did not answer")
+
+
+async def _demo_run(client: Client, settings: Settings, ui_url: str, shop_url: str) -> int:
+    definition = read_definition(EXAMPLES / "order-fulfilment.yaml")
+    handle, _ = await start_run(
+        client,
+        definition,
+        {"order_id": "A-1001", "shop_url": shop_url},
+        task_queue=settings.task_queue,
+        tenant="demo",
+    )
+    click.echo(f"\nRunning    {definition.name} as {handle.id} ...")
+    code = await wait_and_report(handle, as_json=False)
+    link = f"{ui_url}/namespaces/default/workflows/{urllib.parse.quote(handle.id, safe='')}"
+    click.echo(f"\nSee it in the Web UI: {link}")
+    click.echo(f'Runs of tenant demo:  {ui_url}/namespaces/default/workflows?query=TenantId%3D"demo"')
+    return code
+
+
+COMMANDS = [worker_cmd, run_cmd, dev_cmd]

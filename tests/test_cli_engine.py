@@ -1,0 +1,199 @@
+"""`dagflow run`, `dagflow worker` and `dagflow dev` as a person runs them: real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from worker.main import http_client, make_worker
+from worker.settings import Settings
+
+DAGFLOW = str(Path(sys.executable).parent / "dagflow")
+
+
+async def dagflow(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
+    """Run the `dagflow` console script without blocking the test's event loop."""
+    proc = await asyncio.create_subprocess_exec(
+        DAGFLOW,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def write(folder: Path, name: str, definition: dict[str, Any]) -> Path:
+    path = folder / name
+    path.write_text(json.dumps(definition))
+    return path
+
+
+ORDER = {
+    "name": "cli-order",
+    "input": {
+        "type": "object",
+        "required": ["qty"],
+        "properties": {"qty": {"type": "integer", "minimum": 1}},
+    },
+    "steps": {
+        "price": {"uses": "transform", "with": {"value": "${{ input.qty * 5 }}"}},
+        "label": {"uses": "shout", "with": {"text": "order of ${{ input.qty }}"}},
+        "total": {
+            "uses": "workflow",
+            "needs": ["price", "label"],
+            "with": {"definition": "cli-tax@2", "input": {"amount": "${{ steps.price.output }}"}},
+        },
+    },
+    "output": "${{ steps.total.output }}",
+}
+TAX = {
+    "name": "cli-tax",
+    "steps": {"add": {"uses": "transform", "with": {"value": "${{ input.amount + 1 }}"}}},
+    "output": "${{ steps.add.output }}",
+}
+
+
+@pytest.fixture
+async def queue(client: Client) -> AsyncIterator[str]:
+    """A worker built like `dagflow worker` (built-in kinds and installed plugins)."""
+    settings = Settings(task_queue=f"tq-{uuid.uuid4()}")
+    http = http_client(settings)
+    async with make_worker(client, settings, http) as worker:
+        yield worker.task_queue
+    await http.close()
+
+
+async def test_run_wait_json_completes_with_child_from_the_same_folder(
+    tmp_path: Path, temporal_address: str, queue: str
+) -> None:
+    order = write(tmp_path, "order.json", ORDER)
+    write(tmp_path, "tax.json", TAX)
+    code, out, err = await dagflow(
+        "run", str(order), "--input", '{"qty": 3}', "--wait", "--json",
+        "--address", temporal_address, "--task-queue", queue, "--tenant", "cli",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["status"] == "completed"
+    assert report["output"] == 16
+    assert report["workflow_id"].startswith("cli/cli-order/")
+    assert report["error"] is None and report["run_id"]
+
+
+async def test_run_same_id_returns_the_same_run(
+    tmp_path: Path, temporal_address: str, queue: str, client: Client
+) -> None:
+    order = write(tmp_path, "order.json", ORDER)
+    write(tmp_path, "tax.json", TAX)
+    key = uuid.uuid4().hex
+    args = ["run", str(order), "--input", '{"qty": 1}', "--id", key]
+    args += ["--address", temporal_address, "--task-queue", queue]
+    first = await dagflow(*args)
+    second = await dagflow(*args, "--wait", "--json")
+    assert first[0] == 0 and first[1].strip() == f"default/cli-order/{key}"
+    assert second[0] == 0, second[2]
+    assert json.loads(second[1])["workflow_id"] == f"default/cli-order/{key}"
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "default/cli-order/{key}"')]
+    assert len(runs) <= 1
+
+
+async def test_run_failure_exits_1_naming_the_step(
+    tmp_path: Path, temporal_address: str, queue: str
+) -> None:
+    charge = {"uses": "flaky", "with": {"failures": 9}, "retry": {"backoff": "none"}}
+    path = write(tmp_path, "bad.json", {"name": "cli-bad", "steps": {"charge": charge}})
+    code, out, err = await dagflow(
+        "run", str(path), "--wait", "--address", temporal_address, "--task-queue", queue
+    )
+    assert code == 1
+    assert "step 'charge' failed: FlakyError: attempt 1 failed on purpose" in err
+    code, out, _ = await dagflow(
+        "run", str(path), "--wait", "--json", "--address", temporal_address, "--task-queue", queue
+    )
+    assert code == 1
+    assert json.loads(out)["status"] == "failed"
+
+
+async def test_run_bad_input_exits_2(tmp_path: Path, temporal_address: str) -> None:
+    order = write(tmp_path, "order.json", ORDER)
+    write(tmp_path, "tax.json", TAX)
+    code, _, err = await dagflow("run", str(order), "--input", "{qty: 1", "--address", temporal_address)
+    assert code == 2 and "--input: not JSON" in err
+    code, _, err = await dagflow("run", str(order), "--input", '{"qty": 0}', "--address", temporal_address)
+    assert code == 2 and "input.qty: 0 is less than the minimum of 1" in err
+    broken = write(tmp_path, "broken.json", {"name": "x", "steps": {"a": {"uses": "shout", "needs": ["fech"]}}})
+    code, _, err = await dagflow("run", str(broken), "--address", temporal_address)
+    assert code == 2 and "steps.a.needs[0]" in err and "Traceback" not in err
+    code, _, err = await dagflow("run", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "cannot read" in err
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    alone = write(lonely, "order.json", ORDER)
+    code, _, err = await dagflow("run", str(alone), "--input", '{"qty": 1}')
+    assert code == 2 and "no definition named 'cli-tax'" in err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_run_cannot_reach_temporal_exits_3(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.json", TAX)
+    code, _, err = await dagflow("run", str(path), "--address", f"127.0.0.1:{free_port()}")
+    assert code == 3
+    assert "cannot reach Temporal" in err and "Traceback" not in err
+
+
+async def test_worker_process_runs_dags_and_stops_on_sigterm(
+    tmp_path: Path, temporal_address: str, client: Client
+) -> None:
+    queue = f"tq-{uuid.uuid4()}"
+    proc = await asyncio.create_subprocess_exec(
+        DAGFLOW, "worker", "--address", temporal_address, "--task-queue", queue,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        path = write(tmp_path, "t.json", TAX)
+        code, out, err = await dagflow(
+            "run", str(path), "--input", '{"amount": 41}', "--wait",
+            "--address", temporal_address, "--task-queue", queue,
+        )  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out) == 42
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0
+    assert proc.stdout is not None
+    log = (await proc.stdout.read()).decode()
+    assert "shutting down" in log
+
+
+async def test_dev_once_runs_the_example_end_to_end(tmp_path: Path) -> None:
+    port, ui = free_port(), free_port()
+    code, out, err = await dagflow(
+        "dev", "--once", "--port", str(port), "--ui-port", str(ui), "--data-dir", str(tmp_path / "d"),
+        timeout=180,
+    )  # fmt: skip
+    assert code == 0, err
+    assert '"reserved": 3' in out
+    assert f"http://127.0.0.1:{ui}/namespaces/default/workflows/demo%2Forder-fulfilment%2F" in out
+    assert (tmp_path / "d" / "temporal.db").exists()
+    code, _, err = await dagflow("dev", "--once", "--port", str(port), "--ui-port", str(ui))
+    assert code == 0 or "in use" not in err

@@ -72,7 +72,5 @@ async def start(host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, 
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None and server.sockets
-    bound = server.sockets[0].getsockname()[1]
+    bound = runner.addresses[0][1]
     return runner, f"http://{host}:{bound}"

@@ -9,6 +9,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from workflows.search_attributes import ALL
 
@@ -76,8 +77,7 @@ async def start_dev_server(
     """
     for p in (port, ui_port):
         check_port_free(host, p)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = (data_dir / "temporal.log").open("ab")
+    log = _open_log(data_dir)
     process = await asyncio.create_subprocess_exec(
         temporal_binary(),
         "server",
@@ -104,6 +104,11 @@ async def start_dev_server(
         await server.stop()
         raise
     return server
+
+
+def _open_log(data_dir: Path) -> BinaryIO:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return (data_dir / "temporal.log").open("ab")
 
 
 async def _wait_listening(host: str, port: int, process: asyncio.subprocess.Process) -> None:

@@ -62,7 +62,9 @@ async def start_run(
             arg,
             id=wid,
             task_queue=task_queue,
-            execution_timeout=definition.timeout + RUN_TIMEOUT_MARGIN if definition.timeout else None,
+            execution_timeout=definition.timeout + RUN_TIMEOUT_MARGIN
+            if definition.timeout
+            else None,
             search_attributes=run_attributes(tenant, definition.name, version, command),
             static_summary=f"{tenant} · {definition.name} v{version}",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

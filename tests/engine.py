@@ -49,9 +49,7 @@ async def start_dag(
 ) -> WorkflowHandle[Any, Any]:
     """Start a DagRun of ``definition`` on ``worker``'s task queue."""
     defn = (
-        definition
-        if isinstance(definition, Definition)
-        else Definition.model_validate(definition)
+        definition if isinstance(definition, Definition) else Definition.model_validate(definition)
     )
     return await client.start_workflow(
         WORKFLOW_TYPE,
@@ -70,10 +68,10 @@ async def progress(handle: WorkflowHandle[Any, Any]) -> Progress:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
+    check: Callable[[], Awaitable[bool]], within: float = 10.0, interval: float = 0.05
 ) -> None:
-    """Wait until ``check()`` is true (instead of sleeping), or fail after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """Wait until ``check()`` is true (instead of sleeping), or fail after ``within`` s."""
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")

@@ -22,7 +22,9 @@ from worker.settings import Settings
 DAGFLOW = str(Path(sys.executable).parent / "dagflow")
 
 
-async def dagflow(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:
+async def dagflow(
+    *args: str, env: dict[str, str] | None = None, within: float = 120
+) -> tuple[int, str, str]:
     """Run the `dagflow` console script without blocking the test's event loop."""
     proc = await asyncio.create_subprocess_exec(
         DAGFLOW,
@@ -31,7 +33,7 @@ async def dagflow(*args: str, env: dict[str, str] | None = None, timeout: float 
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), within)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -131,11 +133,17 @@ async def test_run_failure_exits_1_naming_the_step(
 async def test_run_bad_input_exits_2(tmp_path: Path, temporal_address: str) -> None:
     order = write(tmp_path, "order.json", ORDER)
     write(tmp_path, "tax.json", TAX)
-    code, _, err = await dagflow("run", str(order), "--input", "{qty: 1", "--address", temporal_address)
+    code, _, err = await dagflow(
+        "run", str(order), "--input", "{qty: 1", "--address", temporal_address
+    )
     assert code == 2 and "--input: not JSON" in err
-    code, _, err = await dagflow("run", str(order), "--input", '{"qty": 0}', "--address", temporal_address)
+    code, _, err = await dagflow(
+        "run", str(order), "--input", '{"qty": 0}', "--address", temporal_address
+    )
     assert code == 2 and "input.qty: 0 is less than the minimum of 1" in err
-    broken = write(tmp_path, "broken.json", {"name": "x", "steps": {"a": {"uses": "shout", "needs": ["fech"]}}})
+    broken = write(
+        tmp_path, "broken.json", {"name": "x", "steps": {"a": {"uses": "shout", "needs": ["fech"]}}}
+    )
     code, _, err = await dagflow("run", str(broken), "--address", temporal_address)
     assert code == 2 and "steps.a.needs[0]" in err and "Traceback" not in err
     code, _, err = await dagflow("run", str(tmp_path / "missing.yaml"))
@@ -188,8 +196,8 @@ async def test_worker_process_runs_dags_and_stops_on_sigterm(
 async def test_dev_once_runs_the_example_end_to_end(tmp_path: Path) -> None:
     port, ui = free_port(), free_port()
     code, out, err = await dagflow(
-        "dev", "--once", "--port", str(port), "--ui-port", str(ui), "--data-dir", str(tmp_path / "d"),
-        timeout=180,
+        "dev", "--once", "--port", str(port), "--ui-port", str(ui),
+        "--data-dir", str(tmp_path / "d"), within=180,
     )  # fmt: skip
     assert code == 0, err
     assert '"reserved": 3' in out

@@ -8,7 +8,12 @@ import json
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 
 from starter.devserver import temporal_binary
@@ -35,7 +40,15 @@ async def temporal_cli(address: str, *args: str) -> str:
 
 async def cli_progress(address: str, workflow_id: str) -> dict[str, Any]:
     out = await temporal_cli(
-        address, "workflow", "query", "--workflow-id", workflow_id, "--name", "progress", "-o", "json"
+        address,
+        "workflow",
+        "query",
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "progress",
+        "-o",
+        "json",
     )
     return json.loads(out)["queryResult"][0]
 
@@ -72,7 +85,11 @@ MANUAL = {
             "with": {"amount": "${{ steps.fetch.output.total }}"},
             "on_error": "manual",
         },
-        "ship": {"uses": "noop", "needs": ["charge"], "with": {"value": "${{ steps.charge.output }}"}},
+        "ship": {
+            "uses": "noop",
+            "needs": ["charge"],
+            "with": {"value": "${{ steps.charge.output }}"},
+        },
     },
     "output": "${{ steps.ship.output }}",
 }
@@ -165,7 +182,9 @@ async def test_manual_park_then_retry_with_overrides_by_cli_signal(
         assert charge["error"] == "Boom: boom at charge"
         assert charge["attempts"] >= 1
 
-        await cli_signal(temporal_address, handle.id, "retry_step", {"step": "charge", "with": {"ok": True}})
+        await cli_signal(
+            temporal_address, handle.id, "retry_step", {"step": "charge", "with": {"ok": True}}
+        )
         assert await handle.result() == {"fixed": True, "key": "charge"}
         assert probe.inputs["charge"][-1] == {"amount": 12, "ok": True}
         assert probe.calls["fetch"] == 1
@@ -212,7 +231,10 @@ async def test_fail_run_by_cli_signal(client: Client, temporal_address: str) -> 
             await handle.result()
         cause = info.value.cause
         assert isinstance(cause, ApplicationError)
-        assert (cause.type, cause.message) == ("FailedByOperator", "failed by an operator: card revoked")
+        assert (cause.type, cause.message) == (
+            "FailedByOperator",
+            "failed by an operator: card revoked",
+        )
         charge = next(s for s in (await progress(handle)).steps if s.step == "charge")
         assert charge.status.value == "cancelled"
 
@@ -239,7 +261,9 @@ async def test_ignored_signal_for_a_step_that_is_not_parked(
         handle = await start_dag(client, w, MANUAL)
         await parked(handle, "charge")
         await cli_signal(temporal_address, handle.id, "skip_step", {"step": "fetch"})
-        await cli_signal(temporal_address, handle.id, "complete_step", {"step": "charge", "output": 1})
+        await cli_signal(
+            temporal_address, handle.id, "complete_step", {"step": "charge", "output": 1}
+        )
         assert await handle.result() == 1
         steps = {s.step: s.status.value for s in (await progress(handle)).steps}
         assert steps["fetch"] == "succeeded"
@@ -268,7 +292,7 @@ async def test_manual_for_each_retries_only_failed_items(client: Client) -> None
         reserve = (await progress(handle)).steps[0]
         assert reserve.items_failed == [2, 4]
         assert reserve.items_done == 3
-        assert "2 of 5 items failed; first: reserve[2]: Boom: boom at reserve[2]" == reserve.error
+        assert reserve.error == "2 of 5 items failed; first: reserve[2]: Boom: boom at reserve[2]"
         await handle.execute_update("retry_step", {"step": "reserve", "with": {"ok": True}})
         out = await handle.result()
         assert [o["key"] for o in out] == [f"reserve[{i}]" for i in range(5)]

@@ -31,7 +31,11 @@ async def test_chain_and_output(client: Client) -> None:
                 "name": "chain",
                 "steps": {
                     "a": {"uses": "transform", "with": {"value": "${{ input.n * 2 }}"}},
-                    "b": {"uses": "noop", "needs": ["a"], "with": {"value": "${{ steps.a.output }}"}},
+                    "b": {
+                        "uses": "noop",
+                        "needs": ["a"],
+                        "with": {"value": "${{ steps.a.output }}"},
+                    },
                     "c": {
                         "uses": "noop",
                         "needs": "b",
@@ -300,7 +304,9 @@ async def test_wait_for_event_times_out(client: Client) -> None:
             w,
             {
                 "name": "late",
-                "steps": {"approval": {"uses": "wait", "with": {"event": "ok", "timeout": "300ms"}}},
+                "steps": {
+                    "approval": {"uses": "wait", "with": {"event": "ok", "timeout": "300ms"}}
+                },
             },
         )
         with pytest.raises(WorkflowFailureError) as info:
@@ -371,7 +377,9 @@ async def test_cancelling_a_run_marks_steps_cancelled(client: Client) -> None:
     probe = Probe()
     async with dag_worker(client, probe.activities()) as w:
         handle = await start_dag(
-            client, w, {"name": "cancel-me", "steps": {"long": {"uses": "slow", "with": {"seconds": 30}}}}
+            client,
+            w,
+            {"name": "cancel-me", "steps": {"long": {"uses": "slow", "with": {"seconds": 30}}}},
         )
         await eventually(lambda: _has_run(probe))
         await handle.cancel()

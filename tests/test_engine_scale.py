@@ -83,7 +83,7 @@ async def test_parked_step_survives_continue_as_new(client: Client) -> None:
             p = await progress(handle)
             return any(s.step == "gate" and s.status.value == "needs_attention" for s in p.steps)
 
-        await eventually(gate_parked, timeout=30)
+        await eventually(gate_parked, within=30)
         assert (await progress(handle)).continued >= 1
         await handle.execute_update("retry_step", {"step": "gate", "with": {"ok": True}})
         assert await handle.result() == [29, {"fixed": True, "key": "gate"}]

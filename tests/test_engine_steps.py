@@ -4,6 +4,7 @@ timeouts, webhook idempotency across retries, and a plugin found by its entry po
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections import defaultdict
@@ -46,7 +47,7 @@ class Target:
 
     def gaps(self, path: str) -> list[float]:
         times = self.hits[path]
-        return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+        return [round(b - a, 3) for a, b in itertools.pairwise(times)]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,7 @@ async def target() -> AsyncIterator[Target]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    assert site._server is not None
-    t.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    t.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     yield t
     await runner.cleanup()
 
@@ -243,7 +243,11 @@ async def test_plain_exception_type_is_kept_for_non_retryable(
             "unlucky": {
                 "uses": "flaky",
                 "with": {"failures": 3},
-                "retry": {"max_attempts": 5, "initial_interval": "100ms", "non_retryable": ["FlakyError"]},
+                "retry": {
+                    "max_attempts": 5,
+                    "initial_interval": "100ms",
+                    "non_retryable": ["FlakyError"],
+                },
                 "on_error": "continue",
             }
         },

@@ -16,4 +16,6 @@ async def connect(address: str = "localhost:7233", namespace: str = "default") -
     Returns:
         A connected client.
     """
-    return await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )

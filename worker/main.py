@@ -29,7 +29,9 @@ log = logging.getLogger("dagflow.worker")
 def step_activities(settings: Settings, http: HttpClient) -> dict[str, Callable[..., Any]]:
     """Every step activity this worker serves, by kind: the built-in ones and the plugins."""
     secrets = SecretStore(file=settings.secrets_file, environ=os.environ)
-    kinds: dict[str, Callable[..., Any]] = dict(builtin_step_activities(client=http, secrets=secrets))
+    kinds: dict[str, Callable[..., Any]] = dict(
+        builtin_step_activities(client=http, secrets=secrets)
+    )
     kinds.update(load_plugins())
     return kinds
 

@@ -16,14 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
     RetryState,
-    TimeoutError,
 )
+from temporalio.exceptions import TimeoutError as StepTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     import jsonschema
@@ -103,7 +102,7 @@ def _describe(error: BaseException) -> str:
     cause = error.cause if isinstance(error, ActivityError | ChildWorkflowError) else error
     if isinstance(cause, ApplicationError):
         return f"{cause.type}: {cause.message}" if cause.type else cause.message
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, StepTimeoutError):
         kind = cause.type.name.lower() if cause.type else "timeout"
         return f"timed out ({kind})"
     if cause is not None and str(cause):
@@ -339,7 +338,9 @@ def _validate(with_: ValidateWith) -> Any:
     return with_.value
 
 
-@workflow.defn(name=FOR_EACH_BATCH_WORKFLOW_TYPE, failure_exception_types=[pydantic.ValidationError])
+@workflow.defn(
+    name=FOR_EACH_BATCH_WORKFLOW_TYPE, failure_exception_types=[pydantic.ValidationError]
+)
 class DagForEachBatch(_Executor):
     """Runs a slice of a big for_each for a DagRun, so no single history grows too long."""
 
@@ -446,7 +447,7 @@ class DagRun(_Executor):
                 await workflow.wait_condition(
                     lambda: self._dirty, timeout=self._remaining(), timeout_summary="run timeout"
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 timeout = self.definition.timeout or timedelta(0)
                 self._fatal = (
                     RunStatus.TIMED_OUT,
@@ -640,7 +641,9 @@ class DagRun(_Executor):
         record.fallback = fallback
         stand_in = self.records[fallback]
         needs = self.definition.steps[fallback].needs
-        await workflow.wait_condition(lambda: all(self.records[n].status in TERMINAL for n in needs))
+        await workflow.wait_condition(
+            lambda: all(self.records[n].status in TERMINAL for n in needs)
+        )
         if stand_in.status == StepStatus.PENDING:
             stand_in.status = StepStatus.RUNNING
             stand_in.started_at = workflow.now()
@@ -784,7 +787,10 @@ class DagRun(_Executor):
                         id=f"{self.workflow_id}/{sid}[{first}-{chunk[-1][0]}]#{series}",
                         result_type=ForEachBatchResult,
                         search_attributes=run_attributes(
-                            self.ctx.tenant, self.definition.name, self.ctx.version, self.ctx.command
+                            self.ctx.tenant,
+                            self.definition.name,
+                            self.ctx.version,
+                            self.ctx.command,
                         ),
                         static_summary=f"{sid}[{first}..{chunk[-1][0]}]",
                     )
@@ -837,7 +843,7 @@ class DagRun(_Executor):
                     timeout=remaining,
                     timeout_summary=f"{sid}: wait for {event}",
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise StepFailure(f"no event '{event}' arrived before the timeout") from None
             return self._events[event]
         finally:

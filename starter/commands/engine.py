@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -16,7 +17,8 @@ import click
 import jsonschema
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as RunTimeoutError
 
 from starter import demo
 from starter.devserver import PortInUseError, start_dev_server
@@ -37,7 +39,9 @@ def temporal_options(fn: F) -> F:
     """The flags every command that talks to Temporal takes (defaults from DAGFLOW_*)."""
     for option in reversed(
         [
-            click.option("--address", help="Temporal frontend host:port [DAGFLOW_TEMPORAL_ADDRESS]."),
+            click.option(
+                "--address", help="Temporal frontend host:port [DAGFLOW_TEMPORAL_ADDRESS]."
+            ),
             click.option("--namespace", help="Temporal namespace [DAGFLOW_NAMESPACE]."),
             click.option("--task-queue", help="Task queue of DagRun [DAGFLOW_TASK_QUEUE]."),
         ]
@@ -108,10 +112,8 @@ def worker_cmd(activities_only: bool, **flags: Any) -> None:
     """
     settings = settings_from(**flags)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_worker(settings, not activities_only))
-    except KeyboardInterrupt:
-        pass
 
 
 async def _worker(settings: Settings, workflows: bool) -> None:
@@ -164,9 +166,7 @@ def run_cmd(
     except DefinitionFileError as e:
         fail(BAD_INPUT, str(e))
     run_input = parse_input(input_text, definition)
-    code = asyncio.run(
-        _run(settings, definition, run_input, tenant, key, wait, as_json, library)
-    )
+    code = asyncio.run(_run(settings, definition, run_input, tenant, key, wait, as_json, library))
     sys.exit(code)
 
 
@@ -192,7 +192,10 @@ def parse_input(text: str | None, definition: Definition) -> Any:
             fail(BAD_INPUT, f"--input: not JSON: {e.msg} (line {e.lineno}, column {e.colno})")
     problems = input_problems(definition, value)
     if problems:
-        fail(BAD_INPUT, "--input does not match the definition's input schema:\n  " + "\n  ".join(problems))
+        fail(
+            BAD_INPUT,
+            "--input does not match the definition's input schema:\n  " + "\n  ".join(problems),
+        )
     return value
 
 
@@ -253,7 +256,7 @@ def failure_of(error: WorkflowFailureError) -> tuple[str, str]:
         return status, cause.message
     if isinstance(cause, CancelledError):
         return "cancelled", "cancelled"
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, RunTimeoutError):
         return "timed_out", "run timed out"
     return "failed", str(cause or error)
 
@@ -334,7 +337,9 @@ async def _dev(port: int, ui_port: int, data_dir: Path, once: bool) -> int:
         click.echo(f"Demo shop  {shop_url}  (the worker may reach 127.0.0.0/8 in dev)")
         code = await _demo_run(client, settings, server.ui_url, shop_url)
         if not once:
-            click.echo("\nThe stack is up: run more with `dagflow run FILE --wait`. Ctrl-C stops it.")
+            click.echo(
+                "\nThe stack is up: run more with `dagflow run FILE --wait`. Ctrl-C stops it."
+            )
             await stop.wait()
         return code
     finally:
@@ -368,7 +373,9 @@ async def _demo_run(client: Client, settings: Settings, ui_url: str, shop_url: s
     code = await wait_and_report(handle, as_json=False)
     link = f"{ui_url}/namespaces/default/workflows/{urllib.parse.quote(handle.id, safe='')}"
     click.echo(f"\nSee it in the Web UI: {link}")
-    click.echo(f'Runs of tenant demo:  {ui_url}/namespaces/default/workflows?query=TenantId%3D"demo"')
+    click.echo(
+        f'Runs of tenant demo:  {ui_url}/namespaces/default/workflows?query=TenantId%3D"demo"'
+    )
     return code
 
 

@@ -186,11 +186,11 @@ def _pop_component(stack: list[str], on_stack: set[str], root: str) -> list[str]
 
 
 class Upstream:
-    """Every step's transitive needs, held as int bitsets (bit i is the i-th step in order)."""
+    """Every step's transitive needs, held as int bitsets (bit i is the i-th step)."""
 
-    def __init__(self, order: Sequence[str], bits: Mapping[str, int]) -> None:
-        self.order = tuple(order)
-        self.index = {step: i for i, step in enumerate(self.order)}
+    def __init__(self, ids: Sequence[str], bits: Mapping[str, int]) -> None:
+        self.ids = tuple(ids)
+        self.index = {step: i for i, step in enumerate(self.ids)}
         self._bits = dict(bits)
 
     def includes(self, step: str, other: str) -> bool:
@@ -199,37 +199,42 @@ class Upstream:
         return position is not None and bool(self._bits.get(step, 0) >> position & 1)
 
     def of(self, step: str) -> list[str]:
-        """The steps that ``step`` (transitively) needs, in topological order."""
+        """The steps that ``step`` (transitively) needs, in definition order."""
         bits = self._bits[step]
         out = []
         while bits:
             low = bits & -bits
-            out.append(self.order[low.bit_length() - 1])
+            out.append(self.ids[low.bit_length() - 1])
             bits ^= low
         return out
 
 
-def upstream_sets(needs: Needs, order: Sequence[str] | None = None) -> Upstream:
-    """Compute every step's transitive needs in one pass in topological order.
+def upstream_sets(needs: Needs) -> Upstream:
+    """Compute every step's transitive needs in one pass over strongly connected components.
+
+    Components come out of Tarjan's algorithm upstream first, so each is computed from
+    finished ones. Any graph works: the steps of a cycle each count every step of the cycle,
+    themselves included, as needed (which lets the validator keep checking references there).
 
     Args:
         needs: Step id -> the step ids it needs.
-        order: A topological order of all of ``needs``, when the caller already has one
-            (it is trusted, not checked).
 
     Returns:
-        The upstream sets, as bitsets.
-
-    Raises:
-        CycleError: If the steps' needs form a cycle (only checked when ``order`` is None).
+        The upstream sets, as bitsets over the steps in definition order.
     """
-    order = topological_order(needs) if order is None else order
-    position = {step: i for i, step in enumerate(order)}
+    position = {step: i for i, step in enumerate(needs)}
+    edges = {step: [n for n in upstream if n in position] for step, upstream in needs.items()}
     bits: dict[str, int] = {}
-    for step in order:
+    for component in _components(edges):
+        members = set(component)
         acc = 0
-        for need in needs[step]:
-            if need in position:
-                acc |= bits[need] | (1 << position[need])
-        bits[step] = acc
-    return Upstream(order, bits)
+        for step in component:
+            for need in edges[step]:
+                if need not in members:
+                    acc |= bits[need] | (1 << position[need])
+        if len(component) > 1 or component[0] in edges[component[0]]:
+            for step in component:
+                acc |= 1 << position[step]
+        for step in component:
+            bits[step] = acc
+    return Upstream(list(needs), bits)

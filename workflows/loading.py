@@ -246,15 +246,16 @@ def _load_yaml(text: str) -> Loaded:
 
 
 def _yaml_message(error: yaml.MarkedYAMLError) -> str:
-    message = f"invalid YAML: {error.problem or error.context or 'syntax error'}"
-    mark = error.problem_mark or error.context_mark
-    if mark is not None:
-        message += f" (line {mark.line + 1}, column {mark.column + 1})"
-    if error.problem and error.context:
-        context_mark = error.context_mark
-        at = f" at line {context_mark.line + 1}" if context_mark is not None else ""
-        message += f", {error.context}{at}"
-    return message
+    """PyYAML's context and problem, each with where it is (lines and columns from 1)."""
+    parts = []
+    if error.context:
+        mark = error.context_mark
+        parts.append(error.context + (f" (line {mark.line + 1})" if mark is not None else ""))
+    if error.problem:
+        mark = error.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        parts.append(error.problem + where)
+    return f"invalid YAML: {', '.join(parts) or 'syntax error'}"
 
 
 def _node_children(node: Any) -> Iterable[tuple[str | int, Any]]:

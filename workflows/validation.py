@@ -39,7 +39,7 @@ from workflows.expressions import (
     iter_strings,
     template,
 )
-from workflows.graph import Upstream, find_cycles, format_cycle, sortable, upstream_sets
+from workflows.graph import Upstream, find_cycles, format_cycle, upstream_sets
 
 ROOT = "definition"
 """The path of problems that concern the document as a whole."""
@@ -97,13 +97,11 @@ def validate_definition(data: Any, known_kinds: Collection[str] | None = None) -
     definition, problems = _model_problems(data)
     steps = _steps_of(data)
     graph, need_problems = _needs_graph(steps)
-    order = sortable(graph)
-    cycles = find_cycles(graph) if len(order) < len(graph) else []
-    upstream = upstream_sets({sid: graph[sid] for sid in order}, order)
+    upstream = upstream_sets(graph)
     problems += [
         *_kind_problems(steps, known_kinds),
         *need_problems,
-        *_cycle_problems(steps, cycles),
+        *_cycle_problems(steps, find_cycles(graph)),
         *_fallback_problems(steps, data.get("defaults")),
         *_modifier_problems(steps),
         *_schema_problems(data, steps),
@@ -606,11 +604,7 @@ def _sites(data: Mapping[str, Any], steps: Mapping[str, dict[str, Any]]) -> Iter
 def _expression_problems(
     data: Mapping[str, Any], steps: Mapping[str, dict[str, Any]], upstream: Upstream
 ) -> list[Problem]:
-    """Expressions that do not compile, use unknown names, or read steps they do not need.
-
-    Steps on or after a cycle have no upstream set, so only their names and the existence of
-    the steps they read are checked.
-    """
+    """Expressions that do not compile, use unknown names, or read steps they do not need."""
     problems = []
     for site in _sites(data, steps):
         try:
@@ -657,7 +651,7 @@ def _reference_messages(
             continue
         elif ref == owner:
             messages.append(f"refers to its own step {ref!r}; a step reads only steps it needs")
-        elif owner in upstream.index and not upstream.includes(owner, ref):
+        elif not upstream.includes(owner, ref):
             messages.append(
                 f"refers to step {ref!r}, which {owner!r} does not need (add it to needs)"
             )

@@ -1,0 +1,225 @@
+"""Representative runs whose histories are kept under tests/histories and replayed.
+
+Each scenario drives one run to its end and returns the run's handle. `python -m
+tests.scenarios` records them all afresh (on its own dev server) into tests/histories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.worker import Worker
+
+from tests.engine import eventually, progress, start_dag
+
+HISTORIES = Path(__file__).parent / "histories"
+"""One JSON file per run: ``{"workflow_id": ..., "history": <history as JSON>}``."""
+
+Scenario = Callable[[Client, Worker], Awaitable[WorkflowHandle[Any, Any]]]
+
+
+async def parallel(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "parallel",
+            "max_parallel": 3,
+            "steps": {
+                "src": {"uses": "transform", "with": {"value": [1, 2, 3]}},
+                **{
+                    f"p{i}": {"uses": "noop", "needs": ["src"], "with": {"value": i}}
+                    for i in range(5)
+                },
+                "check": {
+                    "uses": "validate",
+                    "needs": ["p0"],
+                    "with": {"value": "${{ steps.p0.output }}", "schema": {"type": "integer"}},
+                },
+                "skipped": {"uses": "noop", "needs": ["src"], "if": "size(steps.src.output) > 9"},
+                "join": {
+                    "uses": "noop",
+                    "needs": ["p1", "p2", "p3", "p4", "check", "skipped"],
+                    "trigger_rule": "none_failed",
+                },
+                "pause": {"uses": "wait", "with": {"duration": "50ms"}},
+            },
+            "output": "${{ steps.join.output }}",
+        },
+    )
+    await handle.result()
+    return handle
+
+
+async def for_each(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "for-each",
+            "steps": {
+                "small": {
+                    "uses": "noop",
+                    "for_each": "${{ input.small }}",
+                    "concurrency": 2,
+                    "with": {"value": "${{ item }}"},
+                },
+                "big": {
+                    "uses": "noop",
+                    "for_each": "${{ input.big }}",
+                    "concurrency": 20,
+                    "with": {"value": "${{ index }}"},
+                },
+            },
+            "output": "${{ [size(steps.small.output), size(steps.big.output)] }}",
+        },
+        {"small": ["a", "b", "c"], "big": list(range(45))},
+        batch_size=20,
+    )
+    await handle.result()
+    return handle
+
+
+async def manual_retry(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "manual",
+            "steps": {
+                "charge": {"uses": "boom", "on_error": "manual"},
+                "other": {"uses": "boom", "on_error": "manual"},
+                "after": {"uses": "noop", "needs": ["charge"]},
+                "approval": {"uses": "wait", "with": {"event": "approved", "timeout": "1h"}},
+            },
+        },
+    )
+
+    async def both_parked() -> bool:
+        p = await progress(handle)
+        return sum(s.status.value == "needs_attention" for s in p.steps) == 2
+
+    await eventually(both_parked)
+    await handle.signal("retry_step", {"step": "charge", "with": {"ok": True}})
+    await handle.execute_update("complete_step", {"step": "other", "output": 1})
+    await handle.signal("send_event", {"name": "approved", "payload": {"by": "ann"}})
+    await handle.result()
+    return handle
+
+
+async def continue_as_new(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    steps: dict[str, Any] = {"s0": {"uses": "noop", "with": {"value": 0}}}
+    for i in range(1, 25):
+        steps[f"s{i}"] = {"uses": "noop", "needs": [f"s{i - 1}"]}
+    handle = await start_dag(client, worker, {"name": "long", "steps": steps}, history_limit=40)
+    await handle.result()
+    return handle
+
+
+async def failure(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "failing",
+            "steps": {
+                "primary": {"uses": "boom", "on_error": {"fallback": "backup"}},
+                "backup": {"uses": "noop"},
+                "soft": {"uses": "boom", "on_error": "continue"},
+                "hard": {"uses": "boom", "needs": ["primary"]},
+                "slow": {"uses": "slow", "with": {"seconds": 5}},
+            },
+        },
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
+async def child(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    from workflows.definition import Definition
+
+    inner = Definition.model_validate(
+        {"name": "inner", "steps": {"x": {"uses": "noop", "with": {"value": "${{ input }}"}}}}
+    )
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "outer",
+            "steps": {"call": {"uses": "workflow", "with": {"definition": "inner", "input": 5}}},
+            "output": "${{ steps.call.output }}",
+        },
+        library={"inner": inner},
+    )
+    await handle.result()
+    return handle
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "parallel": parallel,
+    "for_each": for_each,
+    "manual_retry": manual_retry,
+    "continue_as_new": continue_as_new,
+    "failure": failure,
+    "child": child,
+}
+
+
+async def histories_of(client: Client, handle: WorkflowHandle[Any, Any]) -> list[WorkflowHistory]:
+    """The history of every run of the scenario: its continue-as-new chain and the child
+    workflows it started."""
+    out: list[WorkflowHistory] = []
+    todo = [(handle.id, handle.first_execution_run_id)]
+    while todo:
+        wid, rid = todo.pop(0)
+        history = await client.get_workflow_handle(wid, run_id=rid).fetch_history()
+        out.append(history)
+        for event in history.events:
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                attrs = event.workflow_execution_continued_as_new_event_attributes
+                todo.append((wid, attrs.new_execution_run_id))
+            if event.HasField("child_workflow_execution_started_event_attributes"):
+                execution = event.child_workflow_execution_started_event_attributes
+                todo.append((execution.workflow_execution.workflow_id, None))
+    return out
+
+
+async def record() -> None:
+    """Run every scenario on a fresh dev server and store the histories."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from starter.devserver import temporal_binary
+    from tests.engine import dag_worker
+    from tests.steps import Probe
+    from workflows import search_attributes
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with dag_worker(env.client, Probe().activities()) as worker:
+            for name, scenario in SCENARIOS.items():
+                handle = await scenario(env.client, worker)
+                for i, history in enumerate(await histories_of(env.client, handle)):
+                    stored = {"workflow_id": history.workflow_id, "history": history.to_json_dict()}
+                    (HISTORIES / f"{name}.{i}.json").write_text(json.dumps(stored))
+                print(f"recorded {name}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    HISTORIES.mkdir(exist_ok=True)
+    for old in HISTORIES.glob("*.json"):
+        old.unlink()
+    asyncio.run(record())

@@ -50,7 +50,7 @@ def test_validate_prints_every_problem_and_exits_2() -> None:
         f"{BROKEN}: steps.charge.needs[1]: cycle: charge -> reserve -> charge",
         f"{BROKEN}: steps.charge.with.json.amount: refers to step 'fetch', which 'charge' does "
         "not need (add it to needs)",
-        f"{BROKEN}: steps.reserve.with.url: 'item' is defined only in a step with for_each",
+        f"{BROKEN}: steps.reserve.with.url: 'item' is defined only in the with of a for_each step",
     ]
 
 

@@ -307,12 +307,21 @@ def test_run_and_params_are_in_scope() -> None:
 
 def test_item_and_index_need_for_each() -> None:
     data = definition(a=step(with_={"value": "${{ item }}"}))
-    assert problems(data) == ["steps.a.with.value: 'item' is defined only in a step with for_each"]
+    assert problems(data) == [
+        "steps.a.with.value: 'item' is defined only in the with of a for_each step"
+    ]
 
 
 def test_item_and_index_in_a_for_each_step() -> None:
     data = definition(a=step(for_each=[1, 2], with_={"value": "${{ [item, index] }}"}))
     assert validate_definition(data).ok
+
+
+def test_item_is_not_defined_in_if() -> None:
+    data = definition(a=step(for_each=[1], **{"if": "${{ index > 0 }}"}))
+    assert problems(data) == [
+        "steps.a.if: 'index' is not defined in if (it is decided once, for the whole step)"
+    ]
 
 
 def test_item_is_not_defined_in_for_each_itself() -> None:
@@ -381,7 +390,7 @@ def test_output_may_refer_to_any_step() -> None:
 def test_output_reference_to_missing_step_and_item() -> None:
     data = {**definition(a=step()), "output": "${{ steps.b.output + item }}"}
     assert problems(data) == [
-        "output: 'item' is defined only in a step with for_each",
+        "output: 'item' is defined only in the with of a for_each step",
         "output: refers to step 'b', which does not exist",
     ]
 

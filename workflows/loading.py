@@ -53,10 +53,9 @@ def detect_syntax(text: str, filename: str | None = None) -> Syntax:
         ``"json"`` for ``.json`` files and extensionless text starting with ``{``, else
         ``"yaml"``.
     """
-    if filename:
-        for extension, syntax in _EXTENSIONS.items():
-            if filename.lower().endswith(extension):
-                return syntax
+    named = _syntax_of_name(filename)
+    if named is not None:
+        return named
     return "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "yaml"
 
 
@@ -84,7 +83,7 @@ def load_definition(
     try:
         return _load_json(text)
     except DefinitionSyntaxError as json_error:
-        if syntax is not None or _named(filename):
+        if syntax is not None or _syntax_of_name(filename) is not None:
             raise
         try:
             return _load_yaml(text)
@@ -120,9 +119,10 @@ def validate_text(
     return ValidationResult(None, loaded.problems + result.problems)
 
 
-def _named(filename: str | None) -> bool:
-    """Whether the file name has an extension that chooses the syntax."""
-    return bool(filename) and any(str(filename).lower().endswith(e) for e in _EXTENSIONS)
+def _syntax_of_name(filename: str | None) -> Syntax | None:
+    """The syntax a file name's extension chooses, if it chooses one."""
+    lowered = (filename or "").lower()
+    return next((syntax for ext, syntax in _EXTENSIONS.items() if lowered.endswith(ext)), None)
 
 
 # --- JSON ---------------------------------------------------------------------------------------

@@ -47,7 +47,8 @@ ROOT = "definition"
 BASE_NAMES = frozenset({"input", "steps", "run", "params"})
 """Top-level names every expression may use."""
 ITEM_NAMES = frozenset({"item", "index"})
-"""Names bound only in a step with ``for_each`` (not in the ``for_each`` expression itself)."""
+"""Names bound only in the ``with`` of a step with ``for_each``: the interpreter decides ``if``
+once for the whole step and evaluates ``for_each`` before there is an item."""
 STEP_FIELDS = ("output", "status")
 """What an expression may read of a step: ``steps.<id>.output`` and ``steps.<id>.status``."""
 
@@ -545,19 +546,21 @@ def _schema_problems(data: Mapping[str, Any], steps: Mapping[str, dict[str, Any]
     problems = []
     for path, schema in sites:
         if isinstance(schema, dict) and not has_expression(schema):
-            text = json.dumps(schema, sort_keys=True, default=str)
+            text = json.dumps(schema, default=str)
             problems += [Problem(join_path(path, at), why) for at, why in _json_schema_errors(text)]
     return problems
 
 
 @lru_cache(maxsize=256)
 def _json_schema_errors(text: str) -> tuple[tuple[tuple[str | int, ...], str], ...]:
-    """Every way a JSON Schema (as canonical JSON text) breaks its dialect's meta-schema."""
+    """Every way a JSON Schema (given as JSON text, the cache key) breaks its meta-schema."""
     schema = json.loads(text)
     dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        return ((("$schema",), f"must be a URI string, got {_show(dialect)}"),)
     cls = validator_for(schema, default=Draft202012Validator)
     latest = str(Draft202012Validator.META_SCHEMA["$id"]).rstrip("#")
-    if dialect is not None and cls is Draft202012Validator and str(dialect).rstrip("#") != latest:
+    if dialect is not None and cls is Draft202012Validator and dialect.rstrip("#") != latest:
         return ((("$schema",), f"unknown JSON Schema dialect {_show(dialect)}"),)
     checker = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
     errors = sorted(checker.iter_errors(schema), key=lambda e: [str(p) for p in e.absolute_path])
@@ -576,10 +579,10 @@ class _Site:
     step: str | None
     """The step whose field it is (its references must be upstream), None for ``output``."""
     names: frozenset[str]
+    no_item: str = "is defined only in the with of a for_each step"
+    """Why ``item`` and ``index`` are not in scope here (when they are not)."""
     bare: bool = False
     """Bare CEL without ``${{ }}`` (an ``if`` may be written so)."""
-    in_for_each: bool = False
-    """Part of the ``for_each`` value itself, where ``item`` and ``index`` are not bound."""
 
 
 def _sites(data: Mapping[str, Any], steps: Mapping[str, dict[str, Any]]) -> Iterator[_Site]:
@@ -587,13 +590,15 @@ def _sites(data: Mapping[str, Any], steps: Mapping[str, dict[str, Any]]) -> Iter
     for sid, step in steps.items():
         prefix = f"steps.{sid}"
         for_each = step.get("for_each")
-        names = BASE_NAMES | ITEM_NAMES if for_each is not None else BASE_NAMES
         for path, text in iter_strings(for_each, f"{prefix}.for_each"):
-            yield _Site(path, text, sid, BASE_NAMES, in_for_each=True)
+            yield _Site(path, text, sid, BASE_NAMES, "is not defined in for_each itself")
         condition = step.get("if")
         if isinstance(condition, str):
-            yield _Site(f"{prefix}.if", condition, sid, names, bare="${{" not in condition)
+            no_item = "is not defined in if (it is decided once, for the whole step)"
+            bare = "${{" not in condition
+            yield _Site(f"{prefix}.if", condition, sid, BASE_NAMES, no_item, bare=bare)
         inputs = step.get("with")
+        names = BASE_NAMES | ITEM_NAMES if for_each is not None else BASE_NAMES
         if isinstance(inputs, dict):
             for path, text in iter_strings(inputs, f"{prefix}.with"):
                 yield _Site(path, text, sid, names)
@@ -625,10 +630,8 @@ def _expression_problems(
 def _name_messages(expression: Expression, site: _Site) -> list[str]:
     messages = []
     for name in sorted(expression.names - site.names):
-        if name in ITEM_NAMES and site.in_for_each:
-            messages.append(f"{name!r} is not defined in for_each itself")
-        elif name in ITEM_NAMES:
-            messages.append(f"{name!r} is defined only in a step with for_each")
+        if name in ITEM_NAMES:
+            messages.append(f"{name!r} {site.no_item}")
         else:
             in_scope = ", ".join(sorted(site.names))
             suggestion = _suggest(name, site.names)

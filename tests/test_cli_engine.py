@@ -196,12 +196,18 @@ async def test_worker_process_runs_dags_and_stops_on_sigterm(
 async def test_dev_once_runs_the_example_end_to_end(tmp_path: Path) -> None:
     port, ui = free_port(), free_port()
     code, out, err = await dagflow(
-        "dev", "--once", "--port", str(port), "--ui-port", str(ui),
+        "dev", "--once", "--port", str(port), "--ui-port", str(ui), "--shop-port", str(free_port()),
         "--data-dir", str(tmp_path / "d"), within=180,
     )  # fmt: skip
     assert code == 0, err
     assert '"reserved": 3' in out
     assert f"http://127.0.0.1:{ui}/namespaces/default/workflows/demo%2Forder-fulfilment%2F" in out
     assert (tmp_path / "d" / "temporal.db").exists()
-    code, _, err = await dagflow("dev", "--once", "--port", str(port), "--ui-port", str(ui))
-    assert code == 0 or "in use" not in err
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        code, _, err = await dagflow("dev", "--once", "--port", busy, "--data-dir", str(tmp_path))
+    assert code == 2
+    assert f"port {busy} on 127.0.0.1 is already in use" in err

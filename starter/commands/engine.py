@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as RunTimeoutError
 
 from starter import demo
-from starter.devserver import PortInUseError, start_dev_server
+from starter.devserver import PortInUseError, check_port_free, start_dev_server
 from starter.files import DefinitionFileError, read_definition, resolve_library
 from starter.launch import start_run
 from worker.client import connect
@@ -157,7 +157,7 @@ def run_cmd(
     \b
     Example:
       dagflow run examples/order-fulfilment.yaml --wait \\
-        --input '{"order_id": "A-1001", "shop_url": "http://127.0.0.1:8080"}'
+        --input '{"order_id": "A-1001", "shop_url": "http://127.0.0.1:8288"}'
     """
     settings = settings_from(**flags)
     try:
@@ -298,8 +298,9 @@ def report(
     type=click.Path(path_type=Path, file_okay=False),
     help="Where Temporal keeps its SQLite state.",
 )
+@click.option("--shop-port", default=8288, show_default=True, help="Demo shop API port.")
 @click.option("--once", is_flag=True, help="Stop after the example run instead of staying up.")
-def dev_cmd(port: int, ui_port: int, data_dir: Path, once: bool) -> None:
+def dev_cmd(port: int, ui_port: int, shop_port: int, data_dir: Path, once: bool) -> None:
     """Start a local stack and run an example to completion.
 
     Starts `temporal server start-dev` (state in DATA_DIR/temporal.db, dagflow's search
@@ -312,18 +313,19 @@ def dev_cmd(port: int, ui_port: int, data_dir: Path, once: bool) -> None:
       dagflow dev --port 7233 --ui-port 8233
     """
     try:
-        code = asyncio.run(_dev(port, ui_port, data_dir, once))
+        code = asyncio.run(_dev(port, ui_port, shop_port, data_dir, once))
     except KeyboardInterrupt:
         code = OK
     sys.exit(code)
 
 
-async def _dev(port: int, ui_port: int, data_dir: Path, once: bool) -> int:
+async def _dev(port: int, ui_port: int, shop_port: int, data_dir: Path, once: bool) -> int:
     try:
+        check_port_free("127.0.0.1", shop_port)
         server = await start_dev_server(data_dir, port=port, ui_port=ui_port)
     except PortInUseError as e:
-        fail(BAD_INPUT, f"{e}: stop what uses it, or pass --port/--ui-port")
-    shop, shop_url = await demo.start()
+        fail(BAD_INPUT, f"{e}: stop what uses it, or pass --port/--ui-port/--shop-port")
+    shop, shop_url = await demo.start(port=shop_port)
     settings = Settings(temporal_address=server.address, allowed_networks=["127.0.0.0/8"])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

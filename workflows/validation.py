@@ -152,7 +152,11 @@ def _suggest(word: Any, choices: Iterable[str]) -> str:
 
 
 def _either(nouns: list[str]) -> str:
-    return nouns[0] if len(nouns) == 1 else f"{', '.join(nouns[:-1])} or {nouns[-1]}"
+    """``a``, ``a or b``, ``a, b or c``; ``..., or c`` when a noun has an ``or`` of its own."""
+    if len(nouns) == 1:
+        return nouns[0]
+    last = ", or " if any(" or " in noun for noun in nouns) else " or "
+    return f"{', '.join(nouns[:-1])}{last}{nouns[-1]}"
 
 
 def _steps_of(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -58,7 +58,7 @@ async def start_dag(
         ),
         id=f"{tenant}/{defn.name}/{uuid.uuid4()}",
         task_queue=worker.task_queue,
-        search_attributes=run_attributes(tenant, defn.name, 1),
+        search_attributes=run_attributes(tenant, defn.name, 1, options.get("command")),
     )
 
 

@@ -446,3 +446,48 @@ async def test_runs_concurrently_in_one_worker(client: Client) -> None:
         ]
         await asyncio.gather(*(h.result() for h in handles))
         assert sum(probe.calls.values()) == 5
+
+
+async def test_a_definition_that_skipped_validation_fails_instead_of_hanging(
+    client: Client,
+) -> None:
+    definition = Definition.model_construct(
+        name="cyclic",
+        steps={
+            "a": Definition.model_validate(
+                {"name": "x", "steps": {"a": {"uses": "noop", "needs": ["b"]}}}
+            ).steps["a"],
+            "b": Definition.model_validate(
+                {"name": "x", "steps": {"b": {"uses": "noop", "needs": ["a"]}}}
+            ).steps["b"],
+        },
+    )
+    async with dag_worker(client, Probe().activities()) as w:
+        handle = await start_dag(client, w, definition)
+        with pytest.raises(WorkflowFailureError) as info:
+            await handle.result()
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError)
+        assert cause.type == "InvalidDefinition"
+        assert "steps that can never start: a, b" in cause.message
+
+
+async def test_command_is_a_search_attribute_and_children_inherit_it(client: Client) -> None:
+    child = Definition.model_validate(
+        {"name": "kid", "steps": {"k": {"uses": "transform", "with": {"value": 1}}}}
+    )
+    async with dag_worker(client, Probe().activities()) as w:
+        handle = await start_dag(
+            client,
+            w,
+            {"name": "cmd", "steps": {"c": {"uses": "workflow", "with": {"definition": "kid"}}}},
+            command="order.created",
+            library={"kid": child},
+        )
+        await handle.result()
+        from workflows.search_attributes import DAG_COMMAND, TENANT_ID
+
+        kid = client.get_workflow_handle(f"{handle.id}/c")
+        for desc in (await handle.describe(), await kid.describe()):
+            assert desc.typed_search_attributes.get(DAG_COMMAND) == "order.created"
+            assert desc.typed_search_attributes.get(TENANT_ID) == "acme"

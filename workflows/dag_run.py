@@ -90,6 +90,16 @@ class _Suspended(Exception):
     """The run is draining for continue-as-new: the unit was not started."""
 
 
+@dataclass(frozen=True)
+class _Fatal:
+    """Why the run is ending early: status, message, the step to blame, the error type."""
+
+    status: RunStatus
+    message: str
+    type: str
+    step: str | None = None
+
+
 @dataclass
 class _Decision:
     action: Literal["retry", "complete", "skip"]
@@ -387,7 +397,7 @@ class DagRun(_Executor):
         self._deadline: datetime | None = resume.deadline if resume else None
         self._continued = resume.continued if resume else 0
         self._decisions: dict[str, _Decision] = {}
-        self._fatal: tuple[RunStatus, str, str | None] | None = None
+        self._fatal: _Fatal | None = None
         self._crash: BaseException | None = None
         self._status = RunStatus.RUNNING
         self._inflight = 0
@@ -449,26 +459,35 @@ class DagRun(_Executor):
                 )
             except TimeoutError:
                 timeout = self.definition.timeout or timedelta(0)
-                self._fatal = (
+                self._fatal = _Fatal(
                     RunStatus.TIMED_OUT,
                     f"run timed out after {format_duration(timeout)}",
-                    None,
+                    "RunTimedOut",
                 )
             self._dirty = False
             if self._crash is not None:
                 raise self._crash
             if self._fatal is not None:
-                status, message, step = self._fatal
+                fatal = self._fatal
                 await self._stop_all()
-                self._publish(status)
+                self._publish(fatal.status)
                 raise ApplicationError(
-                    message,
-                    {"step": step, "status": status.value},
-                    type=_failure_type(status, step),
+                    fatal.message,
+                    {"step": fatal.step, "status": fatal.status.value},
+                    type=fatal.type,
                     non_retryable=True,
                 )
             if self._open == 0:
                 return
+            if all(task.done() for task in self._tasks.values()):
+                stuck = ", ".join(s for s, r in self.records.items() if r.status not in TERMINAL)
+                self._fatal = _Fatal(
+                    RunStatus.FAILED,
+                    f"steps that can never start: {stuck} (needs naming no step, or a cycle)",
+                    "InvalidDefinition",
+                )
+                self._dirty = True
+                continue
             self._publish(self._current_status())
             if not self._draining and self._history_full():
                 self._draining = True
@@ -604,7 +623,8 @@ class DagRun(_Executor):
             mode = "manual"
         if mode == "fail":
             if self._fatal is None:
-                self._fatal = (RunStatus.FAILED, f"step '{sid}' failed: {record.error}", sid)
+                message = f"step '{sid}' failed: {record.error}"
+                self._fatal = _Fatal(RunStatus.FAILED, message, "StepFailed", sid)
             return StepStatus.FAILED
         if mode == "continue":
             return StepStatus.FAILED
@@ -950,7 +970,7 @@ class DagRun(_Executor):
             version=self.ctx.version,
             started_at=self._started_at or workflow.now(),
             continued=self._continued,
-            error=self._fatal[1] if self._fatal else None,
+            error=self._fatal.message if self._fatal else None,
             steps=steps,
         )
 
@@ -1029,7 +1049,8 @@ class DagRun(_Executor):
 
     def _fail_run(self, req: FailRun) -> None:
         if self._fatal is None:
-            self._fatal = (RunStatus.FAILED, f"failed by an operator: {req.reason}", None)
+            message = f"failed by an operator: {req.reason}"
+            self._fatal = _Fatal(RunStatus.FAILED, message, "FailedByOperator")
         self._notify()
 
     @workflow.signal(name="send_event")
@@ -1061,13 +1082,6 @@ def _refs_of(values: Any, condition: bool | str | None) -> frozenset[str] | None
             return None
         found |= expr.step_refs
     return frozenset(found)
-
-
-def _failure_type(status: RunStatus, step: str | None) -> str:
-    """The error type a failed run reports: a step failed, it timed out, or an operator."""
-    if status == RunStatus.TIMED_OUT:
-        return "RunTimedOut"
-    return "StepFailed" if step else "FailedByOperator"
 
 
 def _timestamp(text: str) -> datetime:

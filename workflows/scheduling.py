@@ -29,13 +29,13 @@ class Readiness:
         for sid, step in definition.steps.items():
             self._remaining[sid] = len(step.needs)
             for need in step.needs:
-                self._dependents[need].append(sid)
+                self._dependents.setdefault(need, []).append(sid)
 
     def initial(self, finished: Iterable[str] = ()) -> list[str]:
         """Steps ready at the start, given the steps already finished (after continue-as-new)."""
         done = set(finished)
         for sid in done:
-            for dependent in self._dependents[sid]:
+            for dependent in self._dependents.get(sid, []):
                 self._remaining[dependent] -= 1
         return [
             sid

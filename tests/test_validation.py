@@ -242,6 +242,18 @@ def test_fallback_loop() -> None:
     assert problems(data) == ["steps.a.on_error.fallback: fallback loop: a -> b -> a"]
 
 
+def test_fallback_that_needs_the_step_it_stands_in_for() -> None:
+    data = definition(
+        charge=step(on_error={"fallback": "refund"}),
+        audit=step(needs=["charge"]),
+        refund=step(needs=["audit"]),
+    )
+    assert problems(data) == [
+        "steps.charge.on_error.fallback: fallback 'refund' needs 'charge', "
+        "so it can never run in its place"
+    ]
+
+
 def test_default_fallback_to_missing_step_and_to_its_own_target() -> None:
     data = {
         **definition(a=step(), cleanup=step()),

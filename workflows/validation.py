@@ -103,7 +103,7 @@ def validate_definition(data: Any, known_kinds: Collection[str] | None = None) -
         *_kind_problems(steps, known_kinds),
         *need_problems,
         *_cycle_problems(steps, find_cycles(graph)),
-        *_fallback_problems(steps, data.get("defaults")),
+        *_fallback_problems(steps, data.get("defaults"), upstream),
         *_modifier_problems(steps),
         *_schema_problems(data, steps),
         *_expression_problems(data, steps, upstream),
@@ -446,7 +446,7 @@ def _needs_graph(
             elif need in steps:
                 graph[sid].append(need)
             else:
-                problems.append(Problem(path, f"no step named {need!r}{_suggest(need, steps)}"))
+                problems.append(Problem(path, _no_step(need, steps)))
     return graph, problems
 
 
@@ -467,34 +467,51 @@ def _fallback_of(container: Any) -> str | None:
     return target if isinstance(target, str) and _STEP_ID.match(target) else None
 
 
-def _fallback_problems(steps: Mapping[str, dict[str, Any]], defaults: Any) -> list[Problem]:
-    """Fallbacks to missing steps, to the step itself, and fallback chains that loop."""
+def _fallback_problems(
+    steps: Mapping[str, dict[str, Any]], defaults: Any, upstream: Upstream
+) -> list[Problem]:
+    """Fallbacks that cannot stand in for their step, and fallback chains that loop."""
     default_path = "defaults.on_error.fallback"
     default = _fallback_of(defaults)
     problems = []
     if default is not None and default not in steps:
-        problems.append(
-            Problem(default_path, f"no step named {default!r}{_suggest(default, steps)}")
-        )
+        problems.append(Problem(default_path, _no_step(default, steps)))
     targets: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
     for sid, step in steps.items():
         own = step.get("on_error") is not None
         target = _fallback_of(step) if own else default
+        if target is None or (not own and target not in steps):
+            continue
         path = f"steps.{sid}.on_error.fallback" if own else default_path
-        if target is None or target not in steps:
-            if own and target is not None:
-                problems.append(Problem(path, f"no step named {target!r}{_suggest(target, steps)}"))
-        elif target == sid:
-            message = "a step cannot fall back to itself"
-            if not own:
-                message = f"step {sid!r} would fall back to itself (give it its own on_error)"
+        message = _fallback_message(sid, target, steps, upstream)
+        if message is None:
+            targets[sid], paths[sid] = [target], path
+        elif own or target != sid:
             problems.append(Problem(path, message))
         else:
-            targets[sid], paths[sid] = [target], path
+            message = f"step {sid!r} would fall back to itself (give it its own on_error)"
+            problems.append(Problem(path, message))
     for cycle in find_cycles(targets):
         problems.append(Problem(paths[cycle[0]], f"fallback loop: {format_cycle(cycle)}"))
     return problems
+
+
+def _fallback_message(
+    sid: str, target: str, steps: Mapping[str, Any], upstream: Upstream
+) -> str | None:
+    """Why step ``sid`` cannot fall back to ``target``, or None when it can."""
+    if target not in steps:
+        return _no_step(target, steps)
+    if target == sid:
+        return "a step cannot fall back to itself"
+    if upstream.includes(target, sid):
+        return f"fallback {target!r} needs {sid!r}, so it can never run in its place"
+    return None
+
+
+def _no_step(name: str, steps: Mapping[str, Any]) -> str:
+    return f"no step named {name!r}{_suggest(name, steps)}"
 
 
 # --- modifiers and schemas ----------------------------------------------------------------------

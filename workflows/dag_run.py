@@ -479,7 +479,7 @@ class DagRun(_Executor):
                 )
             if self._open == 0:
                 return
-            if all(task.done() for task in self._tasks.values()):
+            if not self._draining and all(task.done() for task in self._tasks.values()):
                 stuck = ", ".join(s for s, r in self.records.items() if r.status not in TERMINAL)
                 self._fatal = _Fatal(
                     RunStatus.FAILED,

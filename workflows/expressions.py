@@ -7,6 +7,7 @@ workflow and replays them identically. Compiled programs are cached by source.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -59,14 +60,9 @@ class Expression:
             raise ExpressionError(self.source, reason) from None
 
 
-_CACHE: dict[str, Expression] = {}
-
-
+@functools.lru_cache(maxsize=16384)
 def compile_expression(source: str) -> Expression:
-    """Compile CEL source (without the ``${{ }}``), cached by source."""
-    cached = _CACHE.get(source)
-    if cached is not None:
-        return cached
+    """Compile CEL source (without the ``${{ }}``); the most recent programs are cached."""
     text = source.strip()
     if not text:
         raise ExpressionError(source, "empty expression")
@@ -77,18 +73,21 @@ def compile_expression(source: str) -> Expression:
         reason = lines[0] if lines else type(e).__name__
         reason = reason.replace(f"Failed to parse expression '{text}': ", "")
         raise ExpressionError(text, f"does not compile: {reason}") from None
-    bound = {n for pair in _MACRO_VAR.findall(text) for n in pair if n}
-    names = frozenset(set(program.variables()) - bound)
-    refs: frozenset[str] | None = frozenset()
-    if "steps" in names:
-        found = set(_STEP_DOT.findall(text))
-        found |= {a or b for a, b in _STEP_INDEX.findall(text)}
-        uses = len(_STEPS_WORD.findall(text))
-        exact = len(_STEP_DOT.findall(text)) + len(_STEP_INDEX.findall(text))
-        refs = frozenset(found) if uses == exact else None
-    expr = Expression(text, program, names, refs)
-    _CACHE[source] = expr
-    return expr
+    names = set(program.variables())
+    if "(" in text:
+        names -= {n for pair in _MACRO_VAR.findall(text) for n in pair if n}
+    return Expression(
+        text, program, frozenset(names), _step_refs(text) if "steps" in names else frozenset()
+    )
+
+
+def _step_refs(text: str) -> frozenset[str] | None:
+    """Steps named as ``steps.x`` or ``steps["x"]``; None if ``steps`` is used any other way."""
+    dotted = _STEP_DOT.findall(text)
+    indexed = [a or b for a, b in _STEP_INDEX.findall(text)]
+    if len(dotted) + len(indexed) != len(_STEPS_WORD.findall(text)):
+        return None
+    return frozenset(dotted) | frozenset(indexed)
 
 
 def _split(text: str) -> list[str | Expression]:
@@ -160,16 +159,10 @@ class Template:
         return "".join(p if isinstance(p, str) else to_text(p.evaluate(scope)) for p in self.parts)
 
 
-_TEMPLATES: dict[str, Template] = {}
-
-
+@functools.lru_cache(maxsize=16384)
 def template(text: str) -> Template:
-    """Compile a string that may contain ``${{ }}`` parts (cached)."""
-    cached = _TEMPLATES.get(text)
-    if cached is None:
-        cached = Template(tuple(_split(text)))
-        _TEMPLATES[text] = cached
-    return cached
+    """Compile a string that may contain ``${{ }}`` parts (the most recent are cached)."""
+    return Template(tuple(_split(text)))
 
 
 def has_expression(value: Any) -> bool:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from workflows.definition import Definition
+from workflows.definition import BUILTIN_KINDS, Definition
 from workflows.loading import DefinitionSyntaxError, load_definition, validate_text
+from workflows.validation import Problem
 
 SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"
 
 
 class DefinitionFileError(Exception):
@@ -25,16 +30,79 @@ def read_definition(path: Path, known_kinds: Collection[str] | None = None) -> D
     Raises:
         DefinitionFileError: With one ``FILE: path: message`` line per problem.
     """
+    report = validate_file(str(path), known_kinds)
+    if report.definition is None or not report.ok:
+        raise DefinitionFileError(report.lines())
+    return report.definition
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """The outcome of validating one file."""
+
+    file: str
+    problems: list[Problem]
+    error: str | None = None
+    """Why the file could not be read, if it could not."""
+    definition: Definition | None = None
+
+    @property
+    def steps(self) -> int:
+        """How many steps the definition has (0 when invalid)."""
+        return len(self.definition.steps) if self.definition is not None else 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the file was read and is a valid definition."""
+        return self.error is None and not self.problems
+
+    def lines(self) -> list[str]:
+        """The report as ``FILE: ...`` lines."""
+        if self.error is not None:
+            return [f"{self.file}: {self.error}"]
+        if self.ok:
+            return [f"{self.file}: ok ({self.steps} steps)"]
+        return [f"{self.file}: {problem}" for problem in self.problems]
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as JSON data."""
+        out: dict[str, Any] = {"file": self.file, "ok": self.ok}
+        if self.error is not None:
+            out["error"] = self.error
+        if self.ok:
+            out["steps"] = self.steps
+        out["problems"] = [{"path": p.path, "message": p.message} for p in self.problems]
+        return out
+
+
+def validate_file(name: str, known_kinds: Collection[str] | None) -> FileReport:
+    """Read one definition file (``-`` for standard input) and validate it.
+
+    Args:
+        name: The file's path, or ``-``.
+        known_kinds: Step kinds that exist; None accepts any kind.
+
+    Returns:
+        Its report; a file that cannot be read has ``error`` set.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DefinitionFileError([f"{path}: cannot read: {e.strerror or e}"]) from None
+        text = sys.stdin.read() if name == STDIN else Path(name).read_text(encoding="utf-8")
+    except OSError as error:
+        return FileReport(name, [], error=f"cannot read: {error.strerror or error}")
     except UnicodeDecodeError:
-        raise DefinitionFileError([f"{path}: not UTF-8 text"]) from None
-    result = validate_text(text, filename=path.name, known_kinds=known_kinds)
-    if result.definition is None or result.problems:
-        raise DefinitionFileError([f"{path}: {p}" for p in result.problems])
-    return result.definition
+        return FileReport(name, [], error="cannot read: not UTF-8 text")
+    filename = None if name == STDIN else Path(name).name
+    result = validate_text(text, filename=filename, known_kinds=known_kinds)
+    return FileReport(name, result.problems, definition=result.definition)
+
+
+def known_kinds() -> Collection[str]:
+    """The step kinds that exist here: the plugin registry's, or the built-in ones without it."""
+    try:
+        from activities.registry import known_kinds as registry_kinds
+    except ImportError:
+        return BUILTIN_KINDS
+    return registry_kinds()
 
 
 def child_refs(definition: Definition) -> list[tuple[str, str]]:

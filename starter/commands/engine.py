@@ -22,7 +22,7 @@ from temporalio.exceptions import TimeoutError as RunTimeoutError
 
 from starter import demo
 from starter.devserver import PortInUseError, check_port_free, start_dev_server
-from starter.files import DefinitionFileError, read_definition, resolve_library
+from starter.files import DefinitionFileError, known_kinds, read_definition, resolve_library
 from starter.launch import start_run
 from worker.client import connect
 from worker.main import run_worker
@@ -161,19 +161,13 @@ def run_cmd(
     """
     settings = settings_from(**flags)
     try:
-        definition = read_definition(file, _known_kinds())
-        library = resolve_library(definition, definitions or (file.parent,), _known_kinds())
+        definition = read_definition(file, known_kinds())
+        library = resolve_library(definition, definitions or (file.parent,), known_kinds())
     except DefinitionFileError as e:
         fail(BAD_INPUT, str(e))
     run_input = parse_input(input_text, definition)
     code = asyncio.run(_run(settings, definition, run_input, tenant, key, wait, as_json, library))
     sys.exit(code)
-
-
-def _known_kinds() -> frozenset[str] | None:
-    from activities.registry import known_kinds
-
-    return known_kinds()
 
 
 def parse_input(text: str | None, definition: Definition) -> Any:

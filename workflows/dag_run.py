@@ -406,6 +406,8 @@ class DagRun(_Executor):
         self._dirty = True
         self._waiting: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._live = 0
+        """Step tasks not yet done (parked and waiting steps count)."""
         self._open = sum(1 for r in self.records.values() if r.status not in TERMINAL)
         self._readiness = Readiness(arg.definition)
         self._primaries: dict[str, list[str]] = {}
@@ -479,7 +481,7 @@ class DagRun(_Executor):
                 )
             if self._open == 0:
                 return
-            if not self._draining and all(task.done() for task in self._tasks.values()):
+            if not self._draining and self._live == 0:
                 stuck = ", ".join(s for s, r in self.records.items() if r.status not in TERMINAL)
                 self._fatal = _Fatal(
                     RunStatus.FAILED,
@@ -532,9 +534,16 @@ class DagRun(_Executor):
     # --- steps ----------------------------------------------------------------------------
 
     def _launch(self, sid: str) -> None:
+        self._live += 1
         self._tasks[sid] = asyncio.create_task(self._step_task(sid))
 
     async def _step_task(self, sid: str) -> None:
+        try:
+            await self._step_lifecycle(sid)
+        finally:
+            self._live -= 1
+
+    async def _step_lifecycle(self, sid: str) -> None:
         try:
             status = await self._run_step(sid)
         except _Suspended:

@@ -29,6 +29,10 @@ StepId = Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
 Expr = Annotated[str, StringConstraints(pattern=EXPR_PATTERN)]
 """A value that is one ``${{ }}`` expression (its type is known only when it is evaluated)."""
 
+PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+"""A CEL identifier, as templates read a parameter as ``params.<name>``."""
+ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_PATTERN)]
+
 TriggerRule = Literal["all_succeeded", "all_done", "any_succeeded", "none_failed"]
 Backoff = Literal["exponential", "linear", "fixed", "none"]
 OnErrorMode = Literal["fail", "continue", "skip", "manual"]
@@ -119,8 +123,51 @@ class Step(_Model):
         return [value] if isinstance(value, str) else value
 
 
+ParamType = Literal["string", "integer", "number", "boolean", "object", "array"]
+
+_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def param_type_matches(kind: ParamType, value: Any) -> bool:
+    """Whether ``value`` (JSON data) is of a template parameter's ``type``."""
+    if isinstance(value, bool) and kind != "boolean":
+        return False
+    return isinstance(value, _PARAM_TYPES[kind])
+
+
+class Param(_Model):
+    """A parameter of a template, read in its expressions as ``params.<name>``.
+
+    A parameter without a ``default`` must be given when the template is instantiated; a
+    ``default`` of null makes it optional whatever its type.
+    """
+
+    type: ParamType = "string"
+    default: Any = Field(None, description="Used when instantiation does not give the param.")
+    description: str | None = None
+
+    @property
+    def required(self) -> bool:
+        """Whether instantiation must give a value (no ``default`` was written)."""
+        return "default" not in self.model_fields_set
+
+    @model_validator(mode="after")
+    def _default_has_type(self) -> Param:
+        default = self.default
+        if not self.required and default is not None and not param_type_matches(self.type, default):
+            raise ValueError(f"default must be of type {self.type}, got {self.default!r}")
+        return self
+
+
 class Definition(_Model):
-    """A stored DAG definition."""
+    """A stored DAG definition; with ``params`` it is a template."""
 
     name: DefinitionName
     description: str | None = None
@@ -132,6 +179,11 @@ class Definition(_Model):
     defaults: Defaults = Field(default_factory=Defaults)
     steps: dict[StepId, Step]
     output: Any = None
+    params: dict[ParamName, Param] | None = Field(
+        None,
+        description="Makes the definition a template: its ${{ params.x }} expressions are "
+        "rendered when the starter instantiates it into a new definition.",
+    )
 
     @model_validator(mode="after")
     def _has_steps(self) -> Definition:

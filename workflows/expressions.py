@@ -48,9 +48,14 @@ class Expression:
     """Step ids it reads through ``steps``; None when it indexes ``steps`` dynamically."""
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
-        """Evaluate in ``scope``; raise :class:`ExpressionError` with the reason on failure."""
+        """Evaluate in ``scope``; raise :class:`ExpressionError` with the reason on failure.
+
+        Only the names the expression uses are handed to CEL, which converts every value it
+        is given: a big ``input`` costs nothing to expressions that do not read it.
+        """
+        used = {name: scope[name] for name in self.names if name in scope}
         try:
-            return to_json(self.program.execute(scope))
+            return to_json(self.program.execute(used))
         except KeyError as e:
             raise ExpressionError(self.source, f"no such key: {e.args[0]!r}") from None
         except ZeroDivisionError:

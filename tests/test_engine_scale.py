@@ -6,6 +6,7 @@ These run with small limits so they stay quick; bench/bench_scale.py runs the fu
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from temporalio.client import Client
@@ -65,6 +66,12 @@ async def test_big_for_each_runs_in_child_batches(client: Client) -> None:
         batches = [wid for wid in lengths if "/reserve[" in wid]
         assert len(batches) == 5, lengths
         assert max(lengths.values()) < 1000
+        child_id, child_run = batches[0].split("@")
+        started = await client.get_workflow_handle(child_id, run_id=child_run).fetch_history()
+        payload = started.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+        batch = json.loads(payload.data)
+        assert batch["run"]["input"] is None, "a batch gets the run input only if it reads it"
+        assert len(batch["items"]) == 100
 
 
 async def test_parked_step_survives_continue_as_new(client: Client) -> None:

@@ -786,7 +786,16 @@ class DagRun(_Executor):
         gate = asyncio.Semaphore(min(at_once, 20))
         failed: dict[int, str] = {}
         most = 0
-        run = self.ctx.model_copy(update={"resume": None})
+        reads_input = any(
+            "input" in e.names for e in _expressions_of([step.with_, overrides], None)
+        )
+        run = self.ctx.model_copy(
+            update={
+                "resume": None,
+                "input": self.ctx.input if reads_input else None,
+                "library": self.ctx.library if step.uses == "workflow" else {},
+            }
+        )
 
         async def one(chunk: list[tuple[int, Any]]) -> None:
             nonlocal most
@@ -1075,9 +1084,8 @@ class DagRun(_Executor):
         return Ack(action="event")
 
 
-def _refs_of(values: Any, condition: bool | str | None) -> frozenset[str] | None:
-    """Steps the expressions in ``values`` (and a condition) read; None when any is dynamic."""
-    found: set[str] = set()
+def _expressions_of(values: Any, condition: bool | str | None) -> list[expressions.Expression]:
+    """Every expression in ``values`` (and a condition, which may be bare CEL)."""
     sources = [text for _, text in expressions.iter_strings(values, "")]
     exprs = [e for text in sources for e in expressions.template(text).expressions]
     if isinstance(condition, str):
@@ -1086,7 +1094,13 @@ def _refs_of(values: Any, condition: bool | str | None) -> frozenset[str] | None
             if "${{" in condition
             else [expressions.compile_expression(condition)]
         )
-    for expr in exprs:
+    return exprs
+
+
+def _refs_of(values: Any, condition: bool | str | None) -> frozenset[str] | None:
+    """Steps the expressions in ``values`` (and a condition) read; None when any is dynamic."""
+    found: set[str] = set()
+    for expr in _expressions_of(values, condition):
         if expr.step_refs is None:
             return None
         found |= expr.step_refs

@@ -1,0 +1,105 @@
+"""Hand-written Temporal workflows for the shapes in bench_engine.py: what a Temporal user
+would write without dagflow, calling the same ``noop`` step activity with the same input
+model, activity ids, summaries, timeouts and retry policy as DagRun uses for those shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.scheduling import idempotency_key
+    from workflows.types import StepInput, StepResult
+
+STEP_TIMEOUT = timedelta(minutes=5)
+"""dagflow's default start-to-close timeout of a step."""
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=3,
+    non_retryable_error_types=[],
+)
+"""dagflow's built-in step retry policy (3 attempts, exponential from 1 s, capped at 1 min)."""
+
+
+@dataclass(frozen=True)
+class ShapeInput:
+    """Size of a shape: steps in a chain, parallel steps in a fan-out, or layers x width."""
+
+    name: str
+    size: int
+    width: int = 1
+
+
+async def step(name: str, key: str, value: Any) -> Any:
+    """Run the ``noop`` step ``key`` with ``with.value = value``; return its output."""
+    workflow_id = workflow.info().workflow_id
+    arg = StepInput(
+        tenant="acme",
+        workflow_id=workflow_id,
+        definition=name,
+        step=key,
+        key=key,
+        kind="noop",
+        with_={"value": value},
+        idempotency_key=idempotency_key(workflow_id, key, 1),
+    )
+    result = await workflow.execute_activity(
+        "noop",
+        arg,
+        activity_id=key,
+        summary=key,
+        start_to_close_timeout=STEP_TIMEOUT,
+        retry_policy=RETRY,
+        result_type=StepResult,
+    )
+    return result.output
+
+
+@workflow.defn
+class ChainWorkflow:
+    """s0 -> s1 -> ... : each step gets the one before's output plus one."""
+
+    @workflow.run
+    async def run(self, arg: ShapeInput) -> Any:
+        value = await step(arg.name, "s0", 0)
+        for i in range(1, arg.size):
+            value = await step(arg.name, f"s{i}", value + 1)
+        return value
+
+
+@workflow.defn
+class FanOutWorkflow:
+    """root -> m0..m(n-1) in parallel -> join."""
+
+    @workflow.run
+    async def run(self, arg: ShapeInput) -> Any:
+        root = await step(arg.name, "root", 0)
+        middle = await asyncio.gather(*(step(arg.name, f"m{i}", root + i) for i in range(arg.size)))
+        return await step(arg.name, "join", middle[0] + middle[-1])
+
+
+@workflow.defn
+class LayersWorkflow:
+    """``size`` layers of ``width`` steps; each layer starts when the whole layer before is done."""
+
+    @workflow.run
+    async def run(self, arg: ShapeInput) -> Any:
+        values = list(range(arg.width))
+        for layer in range(arg.size):
+            if layer:
+                values = [v + 1 for v in values]
+            values = list(
+                await asyncio.gather(
+                    *(step(arg.name, f"l{layer}_{j}", v) for j, v in enumerate(values))
+                )
+            )
+        return values

@@ -1,0 +1,175 @@
+"""Shared by the engine benchmarks: a dev server, a worker, a no-op step, timing helpers.
+
+Benchmarks are plain scripts (``python bench/<name>.py``) run from a checkout: this module puts
+the checkout on ``sys.path`` so they can reuse the test helpers in ``tests/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import temporalio
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from starter.devserver import temporal_binary  # noqa: E402
+from tests.engine import start_dag  # noqa: E402
+from tests.history import history_lengths  # noqa: E402
+from worker.interceptors import StepAttemptInterceptor  # noqa: E402
+from worker.worker import build_worker, sandbox_runner  # noqa: E402
+from workflows import search_attributes  # noqa: E402
+from workflows.dag_run import DagForEachBatch, DagRun  # noqa: E402
+from workflows.types import StepInput  # noqa: E402
+
+__all__ = [
+    "bench_worker",
+    "dev_server",
+    "history_lengths",
+    "machine",
+    "median",
+    "noop",
+    "run_script",
+    "running",
+    "start_dag",
+    "timed",
+]
+
+
+@activity.defn(name="noop")
+async def noop(inp: StepInput) -> Any:
+    """A plugin-style step that returns ``with.value`` (or its key) at once."""
+    return inp.with_.get("value", inp.key)
+
+
+@asynccontextmanager
+async def dev_server() -> AsyncIterator[Client]:
+    """A Temporal dev server on free ports with dagflow's search attributes; stopped after."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env.client
+    finally:
+        await env.shutdown()
+
+
+def bench_worker(
+    client: Client,
+    activities: Sequence[Callable[..., Any]] = (noop,),
+    extra_workflows: Sequence[type] = (),
+) -> Worker:
+    """A worker on a fresh task queue, built like ``build_worker``'s, plus ``extra_workflows``.
+
+    Without extra workflows it is ``build_worker``'s own. With them (the hand-written
+    baselines), it is the same configuration with the baselines registered beside DagRun, so
+    both share the task queue, the sandbox, the StepAttemptInterceptor, the slots and the
+    eager activity dispatch. (A second worker on the same queue is refused by the SDK, and one
+    on another queue would not get eager dispatch for DagRun's activities.)
+    """
+    task_queue = f"bench-{uuid.uuid4()}"
+    grace = timedelta(seconds=1)
+    if not extra_workflows:
+        return build_worker(
+            client, task_queue=task_queue, activities=activities, shutdown_grace=grace
+        )
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DagRun, DagForEachBatch, *extra_workflows],
+        activities=list(activities),
+        interceptors=[StepAttemptInterceptor()],
+        workflow_runner=sandbox_runner(),
+        max_concurrent_activities=200,
+        graceful_shutdown_timeout=grace,
+    )
+
+
+@asynccontextmanager
+async def running(worker: Worker, shutdown_limit: float = 30.0) -> AsyncIterator[Worker]:
+    """Run ``worker`` inside the block; afterwards give its shutdown ``shutdown_limit`` seconds.
+
+    A worker that holds workflows it could not evict (after a deadlock-detector failure) never
+    finishes shutting down; a benchmark reports that and moves on instead of hanging.
+    """
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        try:
+            await asyncio.wait_for(worker.shutdown(), shutdown_limit)
+        except TimeoutError:
+            print(f"worker did not shut down within {shutdown_limit:.0f} s; left behind")
+            task.cancel()
+
+
+def run_script(main: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
+    """Run a benchmark's ``main()`` and exit with its status, skipping interpreter teardown.
+
+    Temporal's Rust runtime can abort CPython's finalisation (temporalio/sdk-python#300), and
+    a worker left with stuck workflows would keep the process alive: once output is flushed
+    (and the dev server stopped by ``main``), the process leaves at once, as ``dagflow`` does.
+    """
+    try:
+        code = asyncio.run(main()) or 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+async def timed(run: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
+    """Wall seconds of ``await run()``, and its result."""
+    start = time.perf_counter()
+    result = await run()
+    return time.perf_counter() - start, result
+
+
+def machine() -> str:
+    """One line naming the date, the machine and the versions, for the record."""
+    today = datetime.date.today().isoformat()
+    return (
+        f"{today} · {os.cpu_count()} CPUs · Python {platform.python_version()} · "
+        f"temporalio {temporalio.__version__} · {_server_version()}"
+    )
+
+
+def _server_version() -> str:
+    try:
+        out = subprocess.run(
+            [temporal_binary(), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "temporal CLI (version unknown)"
+    return out.strip().replace("temporal version", "temporal CLI") or "temporal CLI"
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values``."""
+    return statistics.median(values)

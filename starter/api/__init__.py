@@ -1,0 +1,38 @@
+"""The service's request and response models; :mod:`starter.client` returns the same ones."""
+
+from starter.api.common import Page, RequestModel, ResponseModel
+from starter.api.definitions import (
+    DefinitionDetail,
+    DefinitionSummary,
+    Instantiate,
+    Rollback,
+    Scope,
+    Validation,
+    Version,
+    VersionInfo,
+)
+from starter.api.health import Health
+from starter.api.tenants import Key, KeyCreate, NewKey, Tenant, TenantCreate
+from starter.errors import FieldError, ProblemDetails
+
+__all__ = [
+    "DefinitionDetail",
+    "DefinitionSummary",
+    "FieldError",
+    "Health",
+    "Instantiate",
+    "Key",
+    "KeyCreate",
+    "NewKey",
+    "Page",
+    "ProblemDetails",
+    "RequestModel",
+    "ResponseModel",
+    "Rollback",
+    "Scope",
+    "Tenant",
+    "TenantCreate",
+    "Validation",
+    "Version",
+    "VersionInfo",
+]

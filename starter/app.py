@@ -1,0 +1,65 @@
+"""The starter service: :func:`create_app` builds the aiohttp application from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from starter import keys
+from starter.auth import hash_key
+from starter.db.engine import create_engine, session_factory
+from starter.files import known_kinds
+from starter.middleware import MIDDLEWARES
+from starter.ratelimit import RateLimiter
+from starter.routes import ROUTES
+from starter.routes.table import Route, add_routes
+from starter.settings import ServiceSettings
+from starter.temporal import TemporalLink
+
+
+def create_app(
+    settings: ServiceSettings, routes: list[Route[Any, Any]] | None = None
+) -> web.Application:
+    """The service as an aiohttp application; the database and Temporal open on start-up.
+
+    The schema must already be migrated (``dagflow serve`` does it before serving).
+
+    Args:
+        settings: Where to find the database and Temporal, the keys and limits.
+        routes: The route table (default: every route of the API).
+    """
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app[keys.SETTINGS] = settings
+    app[keys.LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
+    app[keys.KINDS] = frozenset(known_kinds())
+    bootstrap = settings.instance_key.get_secret_value() if settings.instance_key else ""
+    app[keys.BOOTSTRAP_KEY_HASH] = hash_key(bootstrap) if bootstrap else None
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_temporal)
+    add_routes(app, ROUTES if routes is None else routes)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[keys.SETTINGS].database_url)
+    app[keys.ENGINE] = engine
+    app[keys.SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _temporal(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    link = TemporalLink(
+        settings.temporal_address, settings.namespace, timeout=settings.temporal_timeout
+    )
+    app[keys.TEMPORAL] = link
+    warm_up = asyncio.create_task(link.healthy())
+    yield
+    warm_up.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warm_up

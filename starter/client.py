@@ -1,0 +1,383 @@
+"""A typed async client of the starter service.
+
+It returns the same pydantic models the service answers with, and raises the service's own
+error classes (:mod:`starter.errors`) with the problem details::
+
+    async with DagflowClient("http://127.0.0.1:8080", api_key) as dagflow:
+        stored = await dagflow.definitions.create(Path("order.yaml").read_text())
+        try:
+            await dagflow.definitions.get("missing")
+        except NotFound as error:
+            print(error.problem.detail)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from starter.api import (
+    DefinitionDetail,
+    DefinitionSummary,
+    Health,
+    Instantiate,
+    Key,
+    KeyCreate,
+    NewKey,
+    Page,
+    Rollback,
+    Tenant,
+    TenantCreate,
+    Validation,
+    Version,
+    VersionInfo,
+)
+from starter.errors import PROBLEM_JSON, ApiError, ProblemDetails
+from workflows.definition import Definition
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+DefinitionBody = str | Mapping[str, Any] | Definition
+"""A definition to send: YAML or JSON text, loaded data, or a model."""
+
+
+class DagflowClient:
+    """The starter service's API, one method per route.
+
+    Request bodies are built without checking them here: the service checks them and answers
+    :class:`~starter.errors.Invalid` naming each field, as it does for every other client.
+
+    Args:
+        base_url: Where the service is, e.g. ``http://127.0.0.1:8080``.
+        api_key: A tenant key (for ``definitions``) or an instance key (for ``instance``).
+        session: An aiohttp session to use (and not close); a new one by default.
+        timeout: Seconds a request may take.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self.definitions = DefinitionsApi(self, "/v1")
+        """The caller's tenant's definitions (and, read-only, the instance's)."""
+        self.instance = InstanceApi(self)
+        """Instance administration (instance keys only)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session if the client made it."""
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    async def health(self) -> Health:
+        """``GET /healthz``: whether the process is up."""
+        return await self.request("GET", "/healthz", Health)
+
+    async def ready(self) -> Health:
+        """``GET /readyz``: whether the database and Temporal answer.
+
+        Raises:
+            Unavailable: When one does not (the problem is the readiness report).
+        """
+        return await self.request("GET", "/readyz", Health)
+
+    async def openapi(self) -> dict[str, Any]:
+        """``GET /v1/openapi.json``: the OpenAPI 3.1 document."""
+        answer = await self.send("GET", "/v1/openapi.json")
+        document: dict[str, Any] = json.loads(answer)
+        return document
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        json_body: BaseModel | None = None,
+        text: str | None = None,
+        content_type: str = "application/json",
+        params: Mapping[str, Any] | None = None,
+    ) -> M:
+        """Send one request and read the answer into ``model``.
+
+        Raises:
+            ApiError: The subclass for the answer's status, with its problem details.
+        """
+        if json_body is not None:
+            text = json_body.model_dump_json(by_alias=True, exclude_unset=True)
+        answer = await self.send(method, path, text=text, content_type=content_type, params=params)
+        return model.model_validate_json(answer)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        text: str | None = None,
+        content_type: str = "application/json",
+        params: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """Send one request and return the body of a successful answer.
+
+        Raises:
+            ApiError: The subclass for the answer's status, with its problem details.
+        """
+        headers = dict(self._headers)
+        if text is not None:
+            headers["Content-Type"] = content_type
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        async with self._http().request(
+            method,
+            self.base_url + path,
+            data=text.encode() if text is not None else None,
+            headers=headers,
+            params=query,
+            timeout=self._timeout,
+        ) as answer:
+            body = await answer.read()
+            if answer.status >= 400:
+                raise _error(answer, body)
+            return body
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return self._session
+
+
+class InstanceApi:
+    """``/v1/instance``: tenants, keys and instance definitions (instance keys only)."""
+
+    def __init__(self, client: DagflowClient) -> None:
+        self._client = client
+        self.definitions = DefinitionsApi(client, "/v1/instance")
+        """Instance definitions: every tenant reads them, only instance keys write them."""
+
+    async def create_tenant(self, tenant_id: str, name: str | None = None) -> Tenant:
+        """Create a tenant."""
+        body = TenantCreate.model_construct(id=tenant_id, name=name)
+        return await self._client.request("POST", "/v1/instance/tenants", Tenant, json_body=body)
+
+    async def list_tenants(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Tenant]:
+        """One page of tenants."""
+        params = {"limit": limit, "cursor": cursor}
+        return await self._client.request(
+            "GET", "/v1/instance/tenants", Page[Tenant], params=params
+        )
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        """One tenant."""
+        return await self._client.request("GET", f"/v1/instance/tenants/{_seg(tenant_id)}", Tenant)
+
+    async def create_key(self, name: str, *, tenant: str | None = None) -> NewKey:
+        """Issue a key for ``tenant``, or an instance key; ``key`` is shown only here."""
+        body = KeyCreate.model_construct(name=name)
+        return await self._client.request("POST", _keys_path(tenant), NewKey, json_body=body)
+
+    async def list_keys(
+        self, *, tenant: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Key]:
+        """One page of a tenant's keys, or of instance keys."""
+        params = {"limit": limit, "cursor": cursor}
+        return await self._client.request("GET", _keys_path(tenant), Page[Key], params=params)
+
+    async def revoke_key(self, key_id: str, *, tenant: str | None = None) -> Key:
+        """Revoke a tenant's key, or an instance key."""
+        path = f"{_keys_path(tenant)}/{_seg(key_id)}"
+        return await self._client.request("DELETE", path, Key)
+
+
+class DefinitionsApi:
+    """Definitions of one scope: the tenant's (``/v1``) or the instance's (``/v1/instance``)."""
+
+    def __init__(self, client: DagflowClient, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._base = f"{prefix}/definitions"
+
+    async def create(self, definition: DefinitionBody) -> DefinitionDetail:
+        """Store a new definition as version 1.
+
+        Raises:
+            Invalid: With every problem of the definition in ``errors``.
+            Conflict: If the name exists.
+        """
+        return await self._send_definition("POST", self._base, definition, DefinitionDetail)
+
+    async def list(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        name_prefix: str | None = None,
+        active: bool | None = None,
+        template: bool | None = None,
+        scope: str | None = None,
+    ) -> Page[DefinitionSummary]:
+        """One page of definitions, by name."""
+        params = {
+            "limit": limit,
+            "cursor": cursor,
+            "name_prefix": name_prefix,
+            "active": active,
+            "template": template,
+            "scope": scope,
+        }
+        return await self._client.request("GET", self._base, Page[DefinitionSummary], params=params)
+
+    async def iterate(self, **filters: Any) -> AsyncIterator[DefinitionSummary]:
+        """Every definition matching the filters of :meth:`list`, page after page."""
+        async for item in pages(lambda cursor: self.list(cursor=cursor, **filters)):
+            yield item
+
+    async def get(self, name: str) -> DefinitionDetail:
+        """The current version of a definition, with its content."""
+        return await self._client.request("GET", self._named(name), DefinitionDetail)
+
+    async def update(self, name: str, definition: DefinitionBody) -> DefinitionDetail:
+        """Make ``definition`` the current version (``created`` says whether it is new)."""
+        return await self._send_definition("PUT", self._named(name), definition, DefinitionDetail)
+
+    async def versions(
+        self, name: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[VersionInfo]:
+        """One page of versions, newest first."""
+        params = {"limit": limit, "cursor": cursor}
+        path = f"{self._named(name)}/versions"
+        return await self._client.request("GET", path, Page[VersionInfo], params=params)
+
+    async def version(self, name: str, version: int) -> Version:
+        """One version with its content."""
+        path = f"{self._named(name)}/versions/{int(version)}"
+        return await self._client.request("GET", path, Version)
+
+    async def rollback(self, name: str, version: int) -> DefinitionDetail:
+        """Make an earlier version the current one."""
+        path = f"{self._named(name)}/rollback"
+        body = Rollback.model_construct(version=version)
+        return await self._client.request("POST", path, DefinitionDetail, json_body=body)
+
+    async def deactivate(self, name: str) -> DefinitionDetail:
+        """Stop new runs of a definition."""
+        path = f"{self._named(name)}/deactivate"
+        return await self._client.request("POST", path, DefinitionDetail)
+
+    async def activate(self, name: str) -> DefinitionDetail:
+        """Let runs of a deactivated definition start again."""
+        path = f"{self._named(name)}/activate"
+        return await self._client.request("POST", path, DefinitionDetail)
+
+    async def validate(self, definition: DefinitionBody) -> Validation:
+        """Every problem of a definition; nothing is stored."""
+        return await self._send_definition("POST", f"{self._base}/validate", definition, Validation)
+
+    async def instantiate(
+        self, template: str, name: str, params: Mapping[str, Any] | None = None
+    ) -> DefinitionDetail:
+        """Render a template into a new definition ``name``.
+
+        Raises:
+            Invalid: Naming each param that is missing, unknown or of the wrong type.
+        """
+        path = f"{self._prefix}/templates/{_seg(template)}/instantiate"
+        body = Instantiate.model_construct(name=name, params=dict(params or {}))
+        return await self._client.request("POST", path, DefinitionDetail, json_body=body)
+
+    def _named(self, name: str) -> str:
+        return f"{self._base}/{_seg(name)}"
+
+    async def _send_definition(
+        self, method: str, path: str, definition: DefinitionBody, model: type[M]
+    ) -> M:
+        if isinstance(definition, Definition):
+            text = definition.model_dump_json(by_alias=True, exclude_unset=True)
+            content_type = "application/json"
+        elif isinstance(definition, str):
+            text = definition
+            is_json = definition.lstrip().startswith("{")
+            content_type = "application/json" if is_json else "application/yaml"
+        else:
+            text, content_type = json.dumps(definition), "application/json"
+        return await self._client.request(method, path, model, text=text, content_type=content_type)
+
+
+async def pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:
+    """Every item of a paginated list: ``fetch(cursor)`` returns one page."""
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _keys_path(tenant: str | None) -> str:
+    return "/v1/instance/keys" if tenant is None else f"/v1/instance/tenants/{_seg(tenant)}/keys"
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error(answer: aiohttp.ClientResponse, body: bytes) -> ApiError:
+    retry_after = _seconds(answer.headers.get("Retry-After"))
+    problem: ProblemDetails | None = None
+    if answer.content_type in (PROBLEM_JSON, "application/json"):
+        try:
+            problem = ProblemDetails.model_validate_json(body)
+        except ValidationError:
+            problem = None
+        if problem is not None and problem.status != answer.status:
+            problem = None
+    if problem is None:
+        detail = body.decode(errors="replace")[:500] or None
+        problem = ProblemDetails(
+            title=answer.reason or "Error", status=answer.status, detail=detail
+        )
+    return ApiError.from_problem(problem, retry_after)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,147 @@
+"""The middleware chain: problem answers for every error, then authentication, then rate
+limits. Reading and checking input, and the transaction, are the route adapter's
+(:mod:`starter.routes.table`)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter import keys
+from starter.auth import authenticate, bearer_token
+from starter.errors import (
+    PROBLEM_JSON,
+    ApiError,
+    Conflict,
+    Forbidden,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    Unavailable,
+    error_for_status,
+)
+from starter.routes.table import route_of
+
+log = logging.getLogger("dagflow.starter")
+
+RETRY_AFTER = 5.0
+"""Seconds a caller is told to wait when a dependency does not answer."""
+UNREACHABLE_RPC = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+INSTANCE_BUCKET = "*instance*"
+
+
+def problem_response(error: ApiError) -> web.Response:
+    """The ``application/problem+json`` answer of an error."""
+    return web.Response(
+        text=error.problem.model_dump_json(exclude_none=True),
+        status=error.problem.status,
+        content_type=PROBLEM_JSON,
+        headers=error.headers(),
+    )
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error as problem+json; never let internals out."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return problem_response(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _http_problem(request, error)
+    except IntegrityError:
+        log.info("conflict on %s %s", request.method, request.path, exc_info=True)
+        return problem_response(Conflict("the change conflicts with another one; retry"))
+    except (OperationalError, InterfaceError) as error:
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, error)
+        return problem_response(
+            Unavailable("the database does not answer", retry_after=RETRY_AFTER)
+        )
+    except (ConnectionError, TimeoutError) as error:
+        log.warning("%s %s: a dependency does not answer: %s", request.method, request.path, error)
+        return problem_response(
+            Unavailable("the database or Temporal does not answer", retry_after=RETRY_AFTER)
+        )
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            return problem_response(
+                Unavailable("the database connection was lost", retry_after=RETRY_AFTER)
+            )
+        return _internal(request, error)
+    except RPCError as error:
+        if error.status in UNREACHABLE_RPC:
+            return problem_response(
+                Unavailable("Temporal does not answer", retry_after=RETRY_AFTER)
+            )
+        return _internal(request, error)
+    except Exception as error:
+        return _internal(request, error)
+
+
+def _http_problem(request: web.Request, error: web.HTTPException) -> web.Response:
+    if isinstance(error, web.HTTPRequestEntityTooLarge):
+        limit = request.app[keys.SETTINGS].max_body_bytes
+        return problem_response(PayloadTooLarge(f"the body is over the limit of {limit} bytes"))
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(error.allowed_methods))
+        answer = problem_response(
+            MethodNotAllowed(f"{request.method} is not allowed here; use {allowed}")
+        )
+        answer.headers["Allow"] = allowed
+        return answer
+    if isinstance(error, web.HTTPNotFound):
+        return problem_response(error_for_status(404, f"no route {request.path}"))
+    return problem_response(error_for_status(error.status, error.reason))
+
+
+def _internal(request: web.Request, error: BaseException) -> web.Response:
+    incident = uuid.uuid4().hex[:12]
+    log.error("incident %s: %s %s failed", incident, request.method, request.path, exc_info=error)
+    return problem_response(ServerError(f"the service failed (incident {incident} in its log)"))
+
+
+@web.middleware
+async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Find who calls from the bearer key, and check the route is theirs to call."""
+    route = route_of(request)
+    if route is None or route.access == "public":
+        return await handler(request)
+    token = bearer_token(request.headers.get("Authorization"))
+    async with request.app[keys.SESSIONS]() as session:
+        principal = await authenticate(session, token, request.app[keys.BOOTSTRAP_KEY_HASH])
+    if route.access == "instance" and not principal.is_instance:
+        raise Forbidden("instance administration needs an instance key")
+    if route.access == "tenant" and principal.is_instance:
+        raise Forbidden(
+            "this route is for tenant keys; instance keys manage instance definitions "
+            "under /v1/instance/definitions"
+        )
+    request[keys.PRINCIPAL] = principal
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Spend a token of the caller's tenant; answer 429 with Retry-After when none is left."""
+    principal = request.get(keys.PRINCIPAL)
+    if principal is not None:
+        bucket = principal.tenant_id or INSTANCE_BUCKET
+        wait = request.app[keys.LIMITER].take(bucket)
+        if wait is not None:
+            raise RateLimited(
+                f"over the rate limit of {request.app[keys.LIMITER].rate:g} requests per second",
+                retry_after=wait,
+            )
+    return await handler(request)
+
+
+MIDDLEWARES: list[Middleware] = [problems, authentication, rate_limit]
+"""Outermost first."""

@@ -1,0 +1,22 @@
+"""The route table: every operation of the API, in one list.
+
+:func:`starter.app.create_app` registers these routes and ``/v1/openapi.json`` describes
+exactly these, so what is served and what is documented cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starter.routes import health, instance
+from starter.routes.definitions import definition_routes
+from starter.routes.table import Call, Route
+
+ROUTES: list[Route[Any, Any]] = [
+    *health.ROUTES,
+    *instance.ROUTES,
+    *definition_routes("/v1/instance", "instance"),
+    *definition_routes("/v1", "tenant"),
+]
+
+__all__ = ["ROUTES", "Call", "Route"]

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from starter.commands import definition_files, engine
+from starter.commands import definition_files, engine, service
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -17,7 +17,7 @@ def cli() -> None:
     """dagflow: stored DAG workflow definitions, run durably on Temporal."""
 
 
-for _command in (*definition_files.COMMANDS, *engine.COMMANDS):
+for _command in (*definition_files.COMMANDS, *engine.COMMANDS, *service.COMMANDS):
     cli.add_command(_command)
 
 

@@ -20,6 +20,7 @@ from starter.devserver import temporal_binary
 from tests.engine import dag_worker, eventually, progress, start_dag
 from tests.steps import Probe
 from workflows.search_attributes import DAG_STATUS
+from workflows.types import RunSnapshot
 
 
 async def temporal_cli(address: str, *args: str) -> str:
@@ -323,3 +324,39 @@ async def test_update_via_temporal_cli(client: Client, temporal_address: str) ->
         )
         assert "complete" in out
         assert await asyncio.wait_for(handle.result(), 30) == "by update"
+
+
+async def test_rerun_reuses_succeeded_outputs_from_the_snapshot(client: Client) -> None:
+    probe = Probe()
+    definition = {
+        "name": "rerun",
+        "steps": {
+            "fetch": {"uses": "noop", "with": {"value": 7}},
+            "charge": {
+                "uses": "flaky",
+                "needs": ["fetch"],
+                "with": {
+                    "fail_times": 1,
+                    "non_retryable": True,
+                    "value": "${{ steps.fetch.output }}",
+                },
+            },
+        },
+        "output": "${{ [steps.fetch.output, steps.charge.output] }}",
+    }
+    async with dag_worker(client, probe.activities()) as w:
+        first = await start_dag(client, w, definition, {"order": 1})
+        with pytest.raises(WorkflowFailureError):
+            await first.result()
+        snapshot = await first.query("snapshot", result_type=RunSnapshot)
+        assert snapshot.input == {"order": 1}
+        assert snapshot.status.value == "failed"
+        assert snapshot.steps["fetch"].output == 7
+        assert snapshot.steps["charge"].status.value == "failed"
+
+        again = await start_dag(client, w, definition, snapshot.input, reuse=snapshot.steps)
+        assert await again.result() == [7, 7]
+        assert probe.calls["fetch"] == 1
+        assert probe.calls["charge"] == 2
+        steps = {s.step: s for s in (await progress(again)).steps}
+        assert steps["fetch"].note == "reused from the earlier run"

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         ForEachBatchResult,
         Progress,
         RetryStep,
+        RunSnapshot,
         RunState,
         RunStatus,
         SendEvent,
@@ -389,7 +390,7 @@ class DagRun(_Executor):
         self.workflow_id = workflow.info().workflow_id
         resume = arg.resume
         self.records: dict[str, StepRecord] = (
-            dict(resume.steps) if resume else {sid: StepRecord() for sid in arg.definition.steps}
+            dict(resume.steps) if resume else _fresh_records(arg.definition, arg.reuse)
         )
         self._events: dict[str, Any] = dict(resume.events) if resume else {}
         self._overrides: dict[str, dict[str, Any]] = dict(resume.overrides) if resume else {}
@@ -992,6 +993,20 @@ class DagRun(_Executor):
             steps=steps,
         )
 
+    @workflow.query(name="snapshot")
+    def snapshot(self) -> RunSnapshot:
+        """The run's input and every step's record, outputs included (for reruns)."""
+        return RunSnapshot(
+            tenant=self.ctx.tenant,
+            definition=self.definition.name,
+            version=self.ctx.version,
+            command=self.ctx.command,
+            input=self.ctx.input,
+            status=self._status,
+            error=self._fatal.message if self._fatal else None,
+            steps=self.records,
+        )
+
     def _check_parked(self, step: str) -> None:
         record = self.records.get(step)
         if record is None:
@@ -1082,6 +1097,15 @@ class DagRun(_Executor):
         """Deliver an event (Update)."""
         self.send_event_signal(req)
         return Ack(action="event")
+
+
+def _fresh_records(definition: Definition, reuse: dict[str, StepRecord]) -> dict[str, StepRecord]:
+    """Pending records for every step, except the steps a rerun reuses (those that succeeded)."""
+    records = {sid: StepRecord() for sid in definition.steps}
+    for sid, record in reuse.items():
+        if sid in records and record.status == StepStatus.SUCCEEDED:
+            records[sid] = record.model_copy(update={"note": "reused from the earlier run"})
+    return records
 
 
 def _expressions_of(values: Any, condition: bool | str | None) -> list[expressions.Expression]:

@@ -98,6 +98,10 @@ class DagRunInput(_Model):
         description="Definitions that workflow steps may run, by 'name@version' and 'name'.",
     )
     resume: RunState | None = Field(None, description="Carried over by continue-as-new.")
+    reuse: dict[str, StepRecord] = Field(
+        default_factory=dict,
+        description="A rerun's records from the earlier run: succeeded steps keep their output.",
+    )
     history_limit: int = Field(
         8000, description="History length at which the run continues as new."
     )
@@ -166,6 +170,20 @@ class Progress(_Model):
     continued: int = 0
     error: str | None = None
     steps: list[StepProgress]
+
+
+class RunSnapshot(_Model):
+    """Answer of the ``snapshot`` query: what a rerun needs — the input and every step's record
+    with its output."""
+
+    tenant: str
+    definition: str
+    version: int
+    command: str | None = None
+    input: Any = None
+    status: RunStatus
+    error: str | None = None
+    steps: dict[str, StepRecord]
 
 
 class RetryStep(_Model):

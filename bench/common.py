@@ -14,9 +14,11 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -43,6 +45,7 @@ from workflows.dag_run import DagForEachBatch, DagRun  # noqa: E402
 from workflows.types import StepInput  # noqa: E402
 
 __all__ = [
+    "MeteredExecutor",
     "bench_worker",
     "dev_server",
     "history_lengths",
@@ -76,22 +79,49 @@ async def dev_server() -> AsyncIterator[Client]:
         await env.shutdown()
 
 
+class MeteredExecutor(ThreadPoolExecutor):
+    """The workflow task executor the SDK makes by default (500 threads) that also adds up the
+    CPU time of the workflow activations it runs: the cost of the workflow code itself, apart
+    from the worker's payload handling, the activities and the client in the same process."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=500, thread_name_prefix="temporal_workflow_")
+        self.cpu = 0.0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn`` on a workflow thread, counting its thread CPU time."""
+
+        def metered() -> Any:
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                used = time.thread_time() - start
+                with self._lock:
+                    self.cpu += used
+
+        return super().submit(metered)
+
+
 def bench_worker(
     client: Client,
     activities: Sequence[Callable[..., Any]] = (noop,),
     extra_workflows: Sequence[type] = (),
+    executor: MeteredExecutor | None = None,
 ) -> Worker:
     """A worker on a fresh task queue, built like ``build_worker``'s, plus ``extra_workflows``.
 
-    Without extra workflows it is ``build_worker``'s own. With them (the hand-written
-    baselines), it is the same configuration with the baselines registered beside DagRun, so
-    both share the task queue, the sandbox, the StepAttemptInterceptor, the slots and the
-    eager activity dispatch. (A second worker on the same queue is refused by the SDK, and one
-    on another queue would not get eager dispatch for DagRun's activities.)
+    Without extra workflows or an executor it is ``build_worker``'s own. Otherwise it is the
+    same configuration with the baselines registered beside DagRun (so both share the task
+    queue, the sandbox, the StepAttemptInterceptor, the slots and the eager activity dispatch)
+    and ``executor`` running the workflow activations. (A second worker on the same queue is
+    refused by the SDK, and one on another queue would not get eager dispatch for DagRun's
+    activities.)
     """
     task_queue = f"bench-{uuid.uuid4()}"
     grace = timedelta(seconds=1)
-    if not extra_workflows:
+    if not extra_workflows and executor is None:
         return build_worker(
             client, task_queue=task_queue, activities=activities, shutdown_grace=grace
         )
@@ -102,6 +132,7 @@ def bench_worker(
         activities=list(activities),
         interceptors=[StepAttemptInterceptor()],
         workflow_runner=sandbox_runner(),
+        workflow_task_executor=executor,
         max_concurrent_activities=200,
         graceful_shutdown_timeout=grace,
     )

@@ -12,7 +12,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workflows.definition import Definition
 from workflows.search_attributes import run_attributes
-from workflows.types import WORKFLOW_TYPE, DagRunInput
+from workflows.types import WORKFLOW_TYPE, DagRunInput, StepRecord
 
 RUN_TIMEOUT_MARGIN = timedelta(minutes=1)
 """Temporal's own execution timeout sits this far past the definition's ``timeout``: the run
@@ -40,8 +40,14 @@ async def start_run(
     key: str | None = None,
     command: str | None = None,
     library: dict[str, Definition] | None = None,
+    reuse: dict[str, StepRecord] | None = None,
+    memo: dict[str, Any] | None = None,
 ) -> tuple[WorkflowHandle[Any, Any], bool]:
     """Start a run, or find the run already started under the same key.
+
+    Args:
+        reuse: A rerun's step records from the earlier run (succeeded steps keep outputs).
+        memo: The workflow's memo (the starter keeps the request's hash there).
 
     Returns:
         The run's handle and whether this call started it (False: the key was used before,
@@ -55,6 +61,7 @@ async def start_run(
         version=version,
         command=command,
         library=library or {},
+        reuse=reuse or {},
     )
     try:
         handle = await client.start_workflow(
@@ -68,6 +75,7 @@ async def start_run(
             search_attributes=run_attributes(tenant, definition.name, version, command),
             static_summary=f"{tenant} · {definition.name} v{version}",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            memo=memo,
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle(wid), False

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import jsonschema
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -23,6 +22,7 @@ from temporalio.exceptions import TimeoutError as RunTimeoutError
 from starter import demo
 from starter.devserver import PortInUseError, check_port_free, start_dev_server
 from starter.files import DefinitionFileError, known_kinds, read_definition, resolve_library
+from starter.inputs import input_problems
 from starter.launch import start_run
 from worker.client import connect
 from worker.main import run_worker
@@ -191,15 +191,6 @@ def parse_input(text: str | None, definition: Definition) -> Any:
             "--input does not match the definition's input schema:\n  " + "\n  ".join(problems),
         )
     return value
-
-
-def input_problems(definition: Definition, value: Any) -> list[str]:
-    """Every way ``value`` breaks the definition's ``input`` schema, as ``input.path: why``."""
-    if definition.input is None:
-        return []
-    cls = jsonschema.validators.validator_for(definition.input)
-    errors = cls(definition.input).iter_errors(value if value is not None else {})
-    return sorted(f"input{e.json_path[1:]}: {e.message}" for e in errors)
 
 
 async def _run(

@@ -1,0 +1,227 @@
+"""Starting runs of stored definitions: the one path the runs routes and commands share.
+
+A stored run resolves its definition from the store (the tenant's own, else the instance's),
+pins a version, checks the input against the definition's ``input`` schema, gathers the
+definitions its ``workflow`` steps run (transitively) into the run's library, and starts
+``DagRun`` under the workflow id ``<tenant>/<definition>/<key>``. The request's hash is kept
+in the workflow's memo (``request_hash``), so a repeated key with a different request is told
+apart from a plain repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.api.runs import RUN_KEY_PATTERN, RunRef
+from starter.db.models import StoredDefinition
+from starter.errors import Conflict, FieldError, Invalid, NotFound
+from starter.inputs import input_violations
+from starter.launch import start_run, workflow_id, workflow_key
+from starter.repos import definitions as repo
+from workflows.definition import Definition
+from workflows.search_attributes import DAG_VERSION
+from workflows.types import StepRecord
+
+REQUEST_HASH = "request_hash"
+"""The memo field that holds the sha256 of the canonical request that started a run."""
+
+
+def request_hash(request: Any) -> str:
+    """The sha256 of a request as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def start_stored_run(
+    session: AsyncSession,
+    temporal_client: Client,
+    owner: str,
+    name: str,
+    *,
+    version: int | None,
+    input: Any,
+    key: str | None,
+    command: str | None,
+    task_queue: str,
+    request: str | None = None,
+    reuse: dict[str, StepRecord] | None = None,
+) -> tuple[RunRef, bool]:
+    """Start a run of the tenant's definition ``name``, or find the run under the same key.
+
+    Args:
+        session: The request's session.
+        temporal_client: The service's Temporal client.
+        owner: The tenant the run belongs to.
+        name: The definition's name (the tenant's own, else the instance's).
+        version: The version to pin; None for the current one.
+        input: The run's input, checked against the definition's ``input`` schema.
+        key: The run key (idempotency key or command id); None for a random one.
+        command: The command id the run answers, if any (``DagCommand``).
+        task_queue: The task queue of ``DagRun``.
+        request: The hash of the request (:func:`request_hash`), kept in the memo; when the
+            key is in use by a run started with another hash, the request is refused.
+        reuse: A rerun's step records from an earlier run.
+
+    Returns:
+        The run and whether this call started it (False: the key was in use).
+
+    Raises:
+        NotFound: No such definition for the tenant, or no such version.
+        Conflict: The definition is deactivated (or a ``workflow`` step's definition is).
+        Invalid: A template, input that breaks the schema (every violation with its path),
+            a ``workflow`` step whose definition is missing, or a key reused by another request.
+    """
+    if key is not None:
+        if not re.match(RUN_KEY_PATTERN, key):
+            message = f"bad run key {key!r}: must match {RUN_KEY_PATTERN.strip('^$')}"
+            raise Invalid(message, errors=[FieldError(path="key", message=message)])
+        existing = await _existing(temporal_client, workflow_id(owner, name, key), request)
+        if existing is not None:
+            return existing, False
+    row = await repo.readable(session, owner, name)
+    pinned = version if version is not None else row.current_version
+    definition = await _runnable(session, row, pinned)
+    problems = input_violations(definition, input)
+    if problems:
+        count = len(problems)
+        raise Invalid(
+            f"the input breaks the input schema of {name!r} "
+            f"({count} problem{'s' if count != 1 else ''})",
+            errors=problems,
+        )
+    library = await resolve_library(session, owner, definition)
+    handle, started = await start_run(
+        temporal_client,
+        definition,
+        input,
+        task_queue=task_queue,
+        tenant=owner,
+        version=pinned,
+        key=key,
+        command=command,
+        library=library,
+        reuse=reuse,
+        memo={REQUEST_HASH: request} if request is not None else None,
+    )
+    if not started:
+        existing = await _existing(temporal_client, handle.id, request)
+        assert existing is not None, "a run that is already started exists"
+        return existing, False
+    run_key = workflow_key(handle.id)
+    ref = RunRef(
+        id=f"{name}/{run_key}",
+        definition=name,
+        key=run_key,
+        version=pinned,
+        workflow_id=handle.id,
+        run_id=handle.first_execution_run_id or handle.run_id,
+        created=True,
+    )
+    return ref, True
+
+
+async def resolve_library(
+    session: AsyncSession, owner: str, definition: Definition
+) -> dict[str, Definition]:
+    """The definitions ``workflow`` steps run, transitively, by the reference as written.
+
+    ``name`` is the current version of the definition the tenant reads under that name,
+    ``name@N`` its version N.
+
+    Raises:
+        Invalid: If a referenced definition (or version) is missing, or is a template;
+            the error names the step.
+        Conflict: If a referenced definition is deactivated.
+    """
+    library: dict[str, Definition] = {}
+    todo = [(definition.name, sid, ref) for sid, ref in _child_refs(definition)]
+    while todo:
+        parent, sid, ref = todo.pop()
+        if ref in library:
+            continue
+        name, _, number = ref.partition("@")
+        path = f"steps.{sid}.with.definition"
+        where = f"step {sid!r} of {parent!r}"
+        try:
+            row = await repo.readable(session, owner, name)
+            pinned = int(number) if number else row.current_version
+            child = await _runnable(session, row, pinned)
+        except ValueError:
+            message = f"{where} names {ref!r}: the version is not a number"
+            raise Invalid(message, errors=[FieldError(path=path, message=message)]) from None
+        except (NotFound, Invalid) as error:
+            message = f"{where} runs {ref!r}: {error}"
+            raise Invalid(message, errors=[FieldError(path=path, message=message)]) from None
+        except Conflict as error:
+            raise Conflict(f"{where} runs {ref!r}: {error}") from None
+        library[ref] = child
+        todo.extend((child.name, csid, cref) for csid, cref in _child_refs(child))
+    return library
+
+
+async def _runnable(session: AsyncSession, row: StoredDefinition, number: int) -> Definition:
+    """The pinned version of a definition that may run."""
+    if not row.active:
+        raise Conflict(f"definition {row.name!r} is deactivated; activate it to run it")
+    if row.is_template:
+        raise Invalid(
+            f"{row.name!r} is a template; instantiate it (POST /v1/templates/{row.name}/"
+            "instantiate) and run the definition it makes"
+        )
+    stored = await repo.get_version(session, row, number)
+    definition = Definition.model_validate(stored.content)
+    if definition.params:
+        raise Invalid(f"version {number} of {row.name!r} is a template; it cannot run")
+    return definition
+
+
+def _child_refs(definition: Definition) -> list[tuple[str, str]]:
+    return [
+        (sid, str(step.with_.get("definition")))
+        for sid, step in definition.steps.items()
+        if step.uses == "workflow"
+    ]
+
+
+async def _existing(client: Client, wid: str, request: str | None) -> RunRef | None:
+    """The run under ``wid``, if there is one.
+
+    Raises:
+        Invalid: If it was started by a request with another hash than ``request``.
+    """
+    try:
+        described = await client.get_workflow_handle(wid).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if request is not None and await _memo_hash(described) != request:
+        key = workflow_key(wid)
+        message = f"the key {key!r} was used for a different request; use a new key"
+        raise Invalid(message, errors=[FieldError(path="idempotency_key", message=message)])
+    return ref_of(described)
+
+
+async def _memo_hash(described: WorkflowExecutionDescription) -> str | None:
+    value = await described.memo_value(REQUEST_HASH, None)
+    return value if isinstance(value, str) else None
+
+
+def ref_of(described: WorkflowExecutionDescription) -> RunRef:
+    """The :class:`RunRef` of a described run (its version from ``DagVersion``)."""
+    _, definition, key = described.id.split("/", 2)
+    return RunRef(
+        id=f"{definition}/{key}",
+        definition=definition,
+        key=key,
+        version=described.typed_search_attributes.get(DAG_VERSION) or 0,
+        workflow_id=described.id,
+        run_id=described.run_id,
+    )

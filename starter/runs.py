@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +53,7 @@ async def start_stored_run(
     task_queue: str,
     request: str | None = None,
     reuse: dict[str, StepRecord] | None = None,
+    instance: bool = False,
 ) -> tuple[RunRef, bool]:
     """Start a run of the tenant's definition ``name``, or find the run under the same key.
 
@@ -63,11 +65,13 @@ async def start_stored_run(
         version: The version to pin; None for the current one.
         input: The run's input, checked against the definition's ``input`` schema.
         key: The run key (idempotency key or command id); None for a random one.
-        command: The command id the run answers, if any (``DagCommand``).
+        command: The type of the command the run answers, if any (``DagCommand``).
         task_queue: The task queue of ``DagRun``.
         request: The hash of the request (:func:`request_hash`), kept in the memo; when the
             key is in use by a run started with another hash, the request is refused.
         reuse: A rerun's step records from an earlier run.
+        instance: Run the instance's definition ``name`` even if the tenant has one of that
+            name (instance bindings of commands); see :func:`check_stored_run`.
 
     Returns:
         The run and whether this call started it (False: the key was in use).
@@ -85,28 +89,19 @@ async def start_stored_run(
         existing = await _existing(temporal_client, workflow_id(owner, name, key), request)
         if existing is not None:
             return existing, False
-    row = await repo.readable(session, owner, name)
-    pinned = version if version is not None else row.current_version
-    definition = await _runnable(session, row, pinned)
-    problems = input_violations(definition, input)
-    if problems:
-        count = len(problems)
-        raise Invalid(
-            f"the input breaks the input schema of {name!r} "
-            f"({count} problem{'s' if count != 1 else ''})",
-            errors=problems,
-        )
-    library = await resolve_library(session, owner, definition)
+    checked = await check_stored_run(
+        session, owner, name, version=version, input=input, instance=instance
+    )
     handle, started = await start_run(
         temporal_client,
-        definition,
+        checked.definition,
         input,
         task_queue=task_queue,
         tenant=owner,
-        version=pinned,
+        version=checked.version,
         key=key,
         command=command,
-        library=library,
+        library=checked.library,
         reuse=reuse,
         memo={REQUEST_HASH: request} if request is not None else None,
     )
@@ -119,7 +114,7 @@ async def start_stored_run(
         id=f"{name}/{run_key}",
         definition=name,
         key=run_key,
-        version=pinned,
+        version=checked.version,
         workflow_id=handle.id,
         run_id=handle.first_execution_run_id or handle.run_id,
         created=True,
@@ -127,8 +122,57 @@ async def start_stored_run(
     return ref, True
 
 
+@dataclass(frozen=True)
+class CheckedRun:
+    """A stored run that may start: the pinned definition and its library."""
+
+    definition: Definition
+    version: int
+    library: dict[str, Definition]
+
+
+async def check_stored_run(
+    session: AsyncSession,
+    owner: str,
+    name: str,
+    *,
+    version: int | None,
+    input: Any,
+    instance: bool = False,
+) -> CheckedRun:
+    """Everything :func:`start_stored_run` checks before it starts a run; starts nothing.
+
+    Args:
+        session: The request's session.
+        owner: The tenant the run would belong to.
+        name: The definition's name (the tenant's own, else the instance's).
+        version: The version to pin; None for the current one.
+        input: The run's input, checked against the definition's ``input`` schema.
+        instance: Resolve ``name``, and the definitions its ``workflow`` steps run, among
+            the instance's definitions only, so that a tenant's definition of the same
+            name cannot stand in for an instance one.
+
+    Raises:
+        NotFound, Conflict, Invalid: As :func:`start_stored_run`.
+    """
+    scope = None if instance else owner
+    row = await repo.readable(session, scope, name)
+    pinned = version if version is not None else row.current_version
+    definition = await _runnable(session, row, pinned)
+    problems = input_violations(definition, input)
+    if problems:
+        count = len(problems)
+        raise Invalid(
+            f"the input breaks the input schema of {name!r} "
+            f"({count} problem{'s' if count != 1 else ''})",
+            errors=problems,
+        )
+    library = await resolve_library(session, scope, definition)
+    return CheckedRun(definition, pinned, library)
+
+
 async def resolve_library(
-    session: AsyncSession, owner: str, definition: Definition
+    session: AsyncSession, owner: str | None, definition: Definition
 ) -> dict[str, Definition]:
     """The definitions ``workflow`` steps run, transitively, by the reference as written.
 

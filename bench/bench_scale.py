@@ -99,6 +99,7 @@ class Outcome:
     longest_task: float = 0.0
     """Longest workflow task (started to completed or failed), seconds."""
     task_failures: list[str] = field(default_factory=list)
+    """Workflow tasks that failed or timed out (a run can recover from them)."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -131,8 +132,9 @@ async def run_case(client: Client, worker: Worker, case: Case, limit: float) -> 
 
 
 async def _inspect_tasks(client: Client, lengths: dict[str, int], outcome: Outcome) -> None:
-    """Record the longest workflow task of every run, and every workflow task that failed
-    (the deadlock detector fails an activation that runs over 2 s)."""
+    """Record the longest workflow task of every run, and every workflow task that failed or
+    timed out (the deadlock detector fails an activation that runs over 2 s; the server times
+    out a task after 10 s)."""
     for key in lengths:
         wid, rid = key.rsplit("@", 1)
         history = await client.get_workflow_handle(wid, run_id=rid).fetch_history()
@@ -146,6 +148,8 @@ async def _inspect_tasks(client: Client, lengths: dict[str, int], outcome: Outco
             ):
                 took = (e.event_time.ToDatetime() - started).total_seconds()
                 outcome.longest_task = max(outcome.longest_task, took)
+            if e.HasField("workflow_task_timed_out_event_attributes"):
+                outcome.task_failures.append(f"{wid}: workflow task timed out")
             if e.HasField("workflow_task_failed_event_attributes"):
                 failed = e.workflow_task_failed_event_attributes
                 cause = WorkflowTaskFailedCause.Name(failed.cause)

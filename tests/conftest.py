@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.devserver import temporal_binary
 from tests.starter import Databases, Starter, running, service_settings, start_embedded_postgres
+from worker.client import DATA_CONVERTER
 from workflows import search_attributes
 
 
@@ -20,7 +21,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_extra_args=[
             "--dynamic-config-value",
             "limit.maxIDLength=1000",
@@ -70,7 +71,10 @@ def databases(
 
 @pytest.fixture
 async def starter(databases: Databases, temporal_address: str) -> AsyncIterator[Starter]:
-    """The starter service on 127.0.0.1 with a fresh database (SQLite, then PostgreSQL)."""
-    settings = service_settings(await databases.fresh(), temporal_address)
+    """The starter service on 127.0.0.1 with a fresh database (SQLite, then PostgreSQL) and a
+    fresh task queue (``starter.settings.task_queue``) for the runs it starts."""
+    settings = service_settings(
+        await databases.fresh(), temporal_address, task_queue=f"tq-{uuid.uuid4()}"
+    )
     async with running(settings) as service:
         yield service

@@ -193,18 +193,18 @@ async def histories_of(client: Client, handle: WorkflowHandle[Any, Any]) -> list
 
 async def record() -> None:
     """Run every scenario on a fresh dev server and store the histories."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from starter.devserver import temporal_binary
     from tests.engine import dag_worker
     from tests.steps import Probe
+    from worker.client import DATA_CONVERTER
     from workflows import search_attributes
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     try:
         async with dag_worker(env.client, Probe().activities()) as worker:

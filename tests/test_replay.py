@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.engine import dag_worker
 from tests.scenarios import HISTORIES, SCENARIOS, histories_of
 from tests.steps import Probe
+from worker.client import DATA_CONVERTER
 from worker.worker import sandbox_runner
 from workflows.dag_run import DagForEachBatch, DagRun
 
@@ -32,7 +32,7 @@ async def replay(histories: list[WorkflowHistory]) -> dict[str, str]:
 def replayer() -> Replayer:
     return Replayer(
         workflows=[DagRun, DagForEachBatch],
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         workflow_runner=sandbox_runner(),
     )
 

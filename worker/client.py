@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter, ToJsonOptions
+from temporalio.converter import DataConverter
+
+
+class CompactPayloadConverter(PydanticPayloadConverter):
+    """Pydantic JSON that leaves out fields never set (their defaults come back on decoding),
+    so step records and definitions carried by continue-as-new stay small."""
+
+    def __init__(self) -> None:
+        super().__init__(ToJsonOptions(exclude_unset=True))
+
+
+DATA_CONVERTER = DataConverter(payload_converter_class=CompactPayloadConverter)
+"""dagflow's data converter: every process that talks to Temporal must use it."""
 
 
 async def connect(address: str = "localhost:7233", namespace: str = "default") -> Client:
@@ -16,6 +29,4 @@ async def connect(address: str = "localhost:7233", namespace: str = "default") -
     Returns:
         A connected client.
     """
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
-    )
+    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)

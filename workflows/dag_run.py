@@ -260,6 +260,7 @@ class _Executor:
             library=self.ctx.library,
             history_limit=self.ctx.history_limit,
             batch_size=self.ctx.batch_size,
+            batches_at_once=self.ctx.batches_at_once,
         )
         self._inflight += 1
         try:
@@ -782,7 +783,7 @@ class DagRun(_Executor):
         """Run a big for_each in child workflows of ``batch_size`` items each."""
         size = self.ctx.batch_size
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        at_once = len(chunks) if concurrency is None else max(1, -(-concurrency // size))
+        at_once = self.ctx.batches_at_once if concurrency is None else -(-concurrency // size)
         per_child = None if concurrency is None else -(-concurrency // at_once)
         gate = asyncio.Semaphore(min(at_once, 20))
         failed: dict[int, str] = {}
@@ -943,21 +944,26 @@ class DagRun(_Executor):
             self._published = "Running"
 
     def _markdown(self) -> str:
+        """The Web UI's details: counts by status, then unfinished and failed steps first."""
         counts: dict[str, int] = {}
-        for r in self.records.values():
+        shown: list[str] = []
+        quiet: list[str] = []
+        for sid, r in self.records.items():
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
+            if r.status in (StepStatus.PENDING, StepStatus.SUCCEEDED):
+                if len(quiet) < DETAILS_ROWS:
+                    quiet.append(sid)
+            elif len(shown) < DETAILS_ROWS:
+                shown.append(sid)
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         lines = [f"**{self._status.value}** · {summary}", "", "| step | status | attempts |"]
         lines.append("|---|---|---|")
-        order = sorted(
-            self.records.items(),
-            key=lambda kv: kv[1].status in (StepStatus.PENDING, StepStatus.SUCCEEDED),
-        )
-        for sid, r in order[:DETAILS_ROWS]:
+        for sid in (shown + quiet)[:DETAILS_ROWS]:
+            r = self.records[sid]
             items = f" ({r.items_done}/{r.items_total})" if r.items_total is not None else ""
             lines.append(f"| {sid} | {r.status.value}{items} | {r.attempts} |")
-        if len(order) > DETAILS_ROWS:
-            lines.append(f"| … {len(order) - DETAILS_ROWS} more | | |")
+        if len(self.records) > DETAILS_ROWS:
+            lines.append(f"| … {len(self.records) - DETAILS_ROWS} more | | |")
         return "\n".join(lines)
 
     # --- operators ------------------------------------------------------------------------

@@ -108,6 +108,11 @@ class DagRunInput(_Model):
     batch_size: int = Field(
         250, description="for_each lists longer than this run in child workflow batches."
     )
+    batches_at_once: int = Field(
+        2,
+        ge=1,
+        description="for_each batches in flight at once when the step sets no concurrency.",
+    )
 
 
 class StepRecord(_Model):

@@ -38,6 +38,7 @@ from starter.api import (
     Version,
     VersionInfo,
 )
+from starter.api.commands import Binding, BindingCreate, Command, CommandSend
 from starter.errors import PROBLEM_JSON, ApiError, ProblemDetails
 from workflows.definition import Definition
 
@@ -79,6 +80,10 @@ class DagflowClient:
         """The caller's tenant's definitions (and, read-only, the instance's)."""
         self.instance = InstanceApi(self)
         """Instance administration (instance keys only)."""
+        self.bindings = BindingsApi(self, "/v1")
+        """The caller's tenant's bindings (and, read-only, the instance's)."""
+        self.commands = CommandsApi(self)
+        """The caller's tenant's commands."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -181,6 +186,8 @@ class InstanceApi:
         self._client = client
         self.definitions = DefinitionsApi(client, "/v1/instance")
         """Instance definitions: every tenant reads them, only instance keys write them."""
+        self.bindings = BindingsApi(client, "/v1/instance")
+        """Instance bindings: they run first for every tenant's commands."""
 
     async def create_tenant(self, tenant_id: str, name: str | None = None) -> Tenant:
         """Create a tenant."""
@@ -330,6 +337,101 @@ class DefinitionsApi:
         else:
             text, content_type = json.dumps(definition), "application/json"
         return await self._client.request(method, path, model, text=text, content_type=content_type)
+
+
+class BindingsApi:
+    """Bindings of command types to definitions of one scope: the tenant's (``/v1``, whose
+    lists show the instance's bindings too) or the instance's (``/v1/instance``)."""
+
+    def __init__(self, client: DagflowClient, prefix: str) -> None:
+        self._client = client
+        self._base = f"{prefix}/bindings"
+
+    async def create(
+        self,
+        type: str,
+        definition: str,
+        *,
+        version: int | None = None,
+        position: int | None = None,
+    ) -> Binding:
+        """Bind command type ``type`` to ``definition`` (pinned to ``version`` if given).
+
+        Raises:
+            Invalid: The caller cannot run the definition (or version), or a bad field.
+            Conflict: The scope binds the definition to the type already.
+        """
+        body = BindingCreate.model_construct(
+            type=type, definition=definition, version=version, position=position
+        )
+        return await self._client.request("POST", self._base, Binding, json_body=body)
+
+    async def list(
+        self,
+        *,
+        type: str | None = None,
+        scope: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Binding]:
+        """One page of bindings, by type and then in the order commands start them."""
+        params = {"type": type, "scope": scope, "limit": limit, "cursor": cursor}
+        return await self._client.request("GET", self._base, Page[Binding], params=params)
+
+    async def iterate(self, **filters: Any) -> AsyncIterator[Binding]:
+        """Every binding matching the filters of :meth:`list`, page after page."""
+        async for item in pages(lambda cursor: self.list(cursor=cursor, **filters)):
+            yield item
+
+    async def get(self, binding_id: int) -> Binding:
+        """One binding."""
+        return await self._client.request("GET", f"{self._base}/{int(binding_id)}", Binding)
+
+    async def delete(self, binding_id: int) -> Binding:
+        """Remove a binding.
+
+        Raises:
+            Forbidden: A tenant key naming an instance binding.
+        """
+        return await self._client.request("DELETE", f"{self._base}/{int(binding_id)}", Binding)
+
+
+class CommandsApi:
+    """``/v1/commands``: commands that start the runs bound to their type (tenant keys)."""
+
+    def __init__(self, client: DagflowClient) -> None:
+        self._client = client
+
+    async def send(self, type: str, id: str, payload: Any = None) -> Command:
+        """Send a command: its bound runs start, the instance's bindings first.
+
+        A repeated ``id`` starts nothing and returns the first answer (``created`` False).
+
+        Raises:
+            NotFound: No binding for ``type``.
+            Invalid: The payload breaks a bound definition's input schema (every violation
+                in ``errors``), or ``id`` was sent before with another type or payload.
+            Conflict: A binding cannot run (its definition is deactivated or gone).
+        """
+        body = CommandSend.model_construct(type=type, id=id, payload=payload)
+        text = body.model_dump_json(by_alias=True)
+        return await self._client.request("POST", "/v1/commands", Command, text=text)
+
+    async def get(self, command_id: str) -> Command:
+        """A command in the ledger and the runs it started."""
+        return await self._client.request("GET", f"/v1/commands/{_seg(command_id)}", Command)
+
+    async def list(
+        self, *, type: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Command]:
+        """One page of the tenant's commands, newest first."""
+        params = {"type": type, "limit": limit, "cursor": cursor}
+        return await self._client.request("GET", "/v1/commands", Page[Command], params=params)
+
+    async def iterate(self, **filters: Any) -> AsyncIterator[Command]:
+        """Every command matching the filters of :meth:`list`, page after page."""
+        async for item in pages(lambda cursor: self.list(cursor=cursor, **filters)):
+            yield item
 
 
 async def pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:

@@ -79,6 +79,41 @@ def malformed_requests(tenant_key: str) -> list[tuple[str, str, dict[str, str], 
         add("GET", path, admin)
     add("DELETE", "/v1/instance/keys/not-a-key", admin)
     add("DELETE", "/v1/instance/tenants/acme/keys/zz", admin)
+    # bindings and commands
+    for path, who in (("/v1/bindings", tenant), ("/v1/instance/bindings", admin)):
+        add("POST", path, who, {"type": "Order.Created", "definition": "ok"})
+        add("POST", path, who, {"type": "order.created", "definition": "BAD NAME"})
+        add("POST", path, who, {"type": "order.created", "definition": "ok", "version": 0})
+        add("POST", path, who, {"type": "order.created", "definition": "ok", "position": -1})
+        add("POST", path, who, {"type": "order.created", "definition": "ok", "extra": 1})
+        add("POST", path, who, {"type": "x" * 100, "definition": "ok"})
+        cases.append(("POST", path, {**who, **as_json}, b"{"))
+        add("GET", f"{path}/0", who)
+        add("GET", f"{path}/abc", who)
+        add("GET", f"{path}/99999999999999999999", who)
+        add("DELETE", f"{path}/-1", who)
+        add("GET", f"{path}?type=Bad%20Type", who)
+        add("GET", f"{path}?cursor=WyJ4Il0", who)
+    add("GET", "/v1/bindings/424242", tenant)
+    add("PUT", "/v1/bindings/1", tenant, {"type": "order.created", "definition": "ok"})
+    add("POST", "/v1/commands", tenant, {"type": "order.created"})
+    add("POST", "/v1/commands", tenant, {"type": "order.created", "id": "has.dot"})
+    add("POST", "/v1/commands", tenant, {"type": "order.created", "id": "x" * 200})
+    add("POST", "/v1/commands", tenant, {"type": "order.created", "id": "a/b"})
+    add("POST", "/v1/commands", tenant, {"type": 5, "id": "c1"})
+    add("POST", "/v1/commands", tenant, {"type": "unbound.type", "id": "c1", "payload": {}})
+    add("POST", "/v1/commands", tenant, {"type": "order.created", "id": "c1", "extra": 1})
+    add("POST", "/v1/commands", admin, {"type": "order.created", "id": "c1"})
+    cases.append(("POST", "/v1/commands", {**tenant, **as_json}, b"[1, 2"))
+    cases.append(("POST", "/v1/commands", {**tenant, "Content-Type": "text/plain"}, b"{}"))
+    for path in (
+        "/v1/commands/nothing",
+        "/v1/commands/has.dot",
+        "/v1/commands?limit=0",
+        "/v1/commands?cursor=garbage",
+        "/v1/commands?type=UPPER",
+    ):
+        add("GET", path, tenant)
     # wrong methods, unknown routes, wrong keys
     add("PATCH", "/v1/definitions", tenant)
     add("DELETE", "/v1/definitions/ok", tenant)

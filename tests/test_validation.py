@@ -308,13 +308,15 @@ def test_unknown_top_level_name() -> None:
     data = definition(a=step(with_={"value": "${{ inptu.x }}"}))
     assert problems(data) == [
         "steps.a.with.value: unknown name 'inptu' (did you mean 'input'?); "
-        "names in scope: input, params, run, steps"
+        "names in scope: input, run, steps"
     ]
 
 
 def test_run_and_params_are_in_scope() -> None:
     value = "${{ run.id + params.x + input.y }}"
-    assert validate_definition(definition(a=step(with_={"value": value}))).ok
+    data = definition(a=step(with_={"value": value}))
+    data["params"] = {"x": {"type": "string"}}
+    assert validate_definition(data).ok
 
 
 def test_item_and_index_need_for_each() -> None:
@@ -526,7 +528,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "steps.charge.with.url: refers to step 'reserve', which 'charge' does not need "
         "(add it to needs)",
         "steps.charge.with.json: unknown name 'inptu' (did you mean 'input'?); "
-        "names in scope: input, params, run, steps",
+        "names in scope: input, run, steps",
         "steps.reserve.concurrency: applies only with for_each",
         "steps.a.needs[0]: cycle: a -> b -> a",
         "output: refers to step 'nope', which does not exist",
@@ -617,3 +619,16 @@ def test_graph_helpers_handle_a_long_chain_iteratively() -> None:
     needs["s0"] = ["s19999"]
     cycle = find_cycle(needs)
     assert cycle is not None and len(cycle) == 20_000
+
+
+def test_params_are_in_scope_only_in_templates() -> None:
+    plain = {
+        "name": "plain",
+        "steps": {"a": {"uses": "transform", "with": {"value": "${{ params.region }}"}}},
+    }
+    result = validate_definition(plain)
+    assert [str(p) for p in result.problems] == [
+        "steps.a.with.value: unknown name 'params'; names in scope: input, run, steps"
+    ]
+    template = {**plain, "params": {"region": {"type": "string", "default": "eu"}}}
+    assert validate_definition(template).ok

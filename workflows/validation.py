@@ -44,7 +44,9 @@ from workflows.graph import Upstream, find_cycles, format_cycle, upstream_sets
 ROOT = "definition"
 """The path of problems that concern the document as a whole."""
 
-BASE_NAMES = frozenset({"input", "steps", "run", "params"})
+BASE_NAMES = frozenset({"input", "steps", "run"})
+TEMPLATE_NAMES = BASE_NAMES | {"params"}
+"""Names in scope in a template (a definition that declares ``params``)."""
 """Top-level names every expression may use."""
 ITEM_NAMES = frozenset({"item", "index"})
 """Names bound only in the ``with`` of a step with ``for_each``: the interpreter decides ``if``
@@ -608,23 +610,24 @@ class _Site:
 
 def _sites(data: Mapping[str, Any], steps: Mapping[str, dict[str, Any]]) -> Iterator[_Site]:
     """Every string that holds expressions, in document order."""
+    base = TEMPLATE_NAMES if data.get("params") else BASE_NAMES
     for sid, step in steps.items():
         prefix = f"steps.{sid}"
         for_each = step.get("for_each")
         for path, text in iter_strings(for_each, f"{prefix}.for_each"):
-            yield _Site(path, text, sid, BASE_NAMES, "is not defined in for_each itself")
+            yield _Site(path, text, sid, base, "is not defined in for_each itself")
         condition = step.get("if")
         if isinstance(condition, str):
             no_item = "is not defined in if (it is decided once, for the whole step)"
             bare = "${{" not in condition
-            yield _Site(f"{prefix}.if", condition, sid, BASE_NAMES, no_item, bare=bare)
+            yield _Site(f"{prefix}.if", condition, sid, base, no_item, bare=bare)
         inputs = step.get("with")
-        names = BASE_NAMES | ITEM_NAMES if for_each is not None else BASE_NAMES
+        names = base | ITEM_NAMES if for_each is not None else base
         if isinstance(inputs, dict):
             for path, text in iter_strings(inputs, f"{prefix}.with"):
                 yield _Site(path, text, sid, names)
     for path, text in iter_strings(data.get("output"), "output"):
-        yield _Site(path, text, None, BASE_NAMES)
+        yield _Site(path, text, None, base)
 
 
 def _expression_problems(

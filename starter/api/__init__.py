@@ -1,5 +1,6 @@
 """The service's request and response models; :mod:`starter.client` returns the same ones."""
 
+from starter.api.commands import Binding, BindingCreate, Command, CommandRun, CommandSend
 from starter.api.common import Page, RequestModel, ResponseModel
 from starter.api.definitions import (
     DefinitionDetail,
@@ -16,6 +17,11 @@ from starter.api.tenants import Key, KeyCreate, NewKey, Tenant, TenantCreate
 from starter.errors import FieldError, ProblemDetails
 
 __all__ = [
+    "Binding",
+    "BindingCreate",
+    "Command",
+    "CommandRun",
+    "CommandSend",
     "DefinitionDetail",
     "DefinitionSummary",
     "FieldError",

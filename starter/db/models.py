@@ -119,9 +119,14 @@ class DefinitionVersion(Base):
 
 
 class Binding(Base):
-    """Command type -> definition, at instance scope (tenant_id None) or tenant scope."""
+    """Command type -> definition, at instance scope (tenant_id None) or tenant scope.
+
+    A scope binds a definition to a type once. Commands start the bindings of their type in
+    order: the instance's, then the tenant's, each by ``position`` and then ``id``.
+    """
 
     __tablename__ = "bindings"
+    __table_args__ = _scoped_unique("bindings", "command_type", "definition_name")
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str | None] = mapped_column(
@@ -129,6 +134,8 @@ class Binding(Base):
     )
     command_type: Mapped[str] = mapped_column(String(128), index=True)
     definition_name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int | None] = mapped_column(Integer)
+    """A pinned version; None runs the definition's current version."""
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -145,4 +152,8 @@ class CommandRecord(Base):
     type: Mapped[str] = mapped_column(String(128))
     payload_hash: Mapped[str] = mapped_column(String(64))
     workflow_ids: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    runs: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONDocument, default=list, server_default=text("'[]'")
+    )
+    """What the command started, in order: one ``starter.api.commands.CommandRun`` each."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starter.routes import health, instance
+from starter.routes import commands, health, instance
+from starter.routes.bindings import binding_routes
 from starter.routes.definitions import definition_routes
 from starter.routes.table import Call, Route
 
@@ -17,6 +18,9 @@ ROUTES: list[Route[Any, Any]] = [
     *instance.ROUTES,
     *definition_routes("/v1/instance", "instance"),
     *definition_routes("/v1", "tenant"),
+    *binding_routes("/v1/instance", "instance"),
+    *binding_routes("/v1", "tenant"),
+    *commands.ROUTES,
 ]
 
 __all__ = ["ROUTES", "Call", "Route"]

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starter import keys
+from starter.api.commands import COMMAND_ID_PATTERN
 from starter.api.tenants import TENANT_ID_PATTERN
 from starter.auth import Principal
 from starter.errors import BadRequest, FieldError, Invalid, UnsupportedMediaType
@@ -75,6 +76,8 @@ PATH_PARAMS: dict[str, PathParam] = {
     "key_id": PathParam(r"^[0-9a-f]{32}$", "An API key's id."),
     "name": PathParam(NAME_PATTERN, "A definition's name."),
     "version": PathParam(r"^[1-9][0-9]{0,8}$", "A version number (from 1).", integer=True),
+    "binding_id": PathParam(r"^[1-9][0-9]{0,8}$", "A binding's id.", integer=True),
+    "command_id": PathParam(COMMAND_ID_PATTERN, "A command id (unique per tenant)."),
 }
 """Every path parameter of every route, by name (a test checks that none is missing)."""
 

@@ -1,0 +1,368 @@
+"""Bindings and commands: bound runs start (instance first), once per command id, per tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.api.commands import Command
+from starter.client import DagflowClient
+from starter.errors import Conflict, Forbidden, Invalid, NotFound
+from tests.engine import dag_worker, eventually
+from tests.starter import Databases, Starter, running, service_settings
+from workflows.search_attributes import DAG_COMMAND, DAG_NAME, DAG_VERSION, TENANT_ID
+
+ORDER_CREATED = "order.created"
+
+
+def echo(name: str, who: str, **extra: Any) -> dict[str, Any]:
+    """A definition whose output says who ran and with which input."""
+    return {
+        "name": name,
+        "steps": {"a": {"uses": "transform", "with": {"value": f'${{{{ {{"who": "{who}"}} }}}}'}}},
+        "output": '${{ {"who": steps.a.output.who, "input": input} }}',
+        **extra,
+    }
+
+
+@pytest.fixture
+async def service(
+    databases: Databases, temporal_address: str, client: Client
+) -> AsyncIterator[Starter]:
+    """The service with a worker on its task queue, so the runs it starts run."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    settings = service_settings(await databases.fresh(), temporal_address, task_queue=task_queue)
+    async with dag_worker(client, task_queue=task_queue), running(settings) as starter:
+        yield starter
+
+
+async def post(client: DagflowClient, path: str, body: Any) -> tuple[int, Any]:
+    """Status and JSON answer of a raw POST (to see 200 against 201)."""
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+    url = client.base_url + path
+    async with aiohttp.ClientSession() as http, http.post(url, json=body, headers=headers) as a:
+        return a.status, await a.json()
+
+
+def new_tenant_id() -> str:
+    """A tenant id no other test uses (workflow ids and visibility are shared by tests)."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+async def command_runs(client: Client, tenant: str, command_type: str) -> list[str]:
+    """Workflow ids of the tenant's runs of a command type, from visibility."""
+    query = f"TenantId = '{tenant}' AND DagCommand = '{command_type}'"
+    return sorted([run.id async for run in client.list_workflows(query)])
+
+
+# --- bindings ------------------------------------------------------------------------------
+
+
+async def test_bindings_at_both_scopes(starter: Starter) -> None:
+    admin = starter.instance()
+    await admin.instance.definitions.create(echo("audit", "instance"))
+    acme = await starter.tenant("acme")
+    await acme.definitions.create(echo("ship", "tenant"))
+    await acme.definitions.create(echo("bill", "tenant"))
+
+    audit = await admin.instance.bindings.create(ORDER_CREATED, "audit")
+    assert (audit.scope, audit.type, audit.definition, audit.version, audit.position) == (
+        "instance",
+        ORDER_CREATED,
+        "audit",
+        None,
+        0,
+    )
+    ship = await acme.bindings.create(ORDER_CREATED, "ship", version=1)
+    bill = await acme.bindings.create(ORDER_CREATED, "bill")
+    early = await acme.bindings.create("order.paid", "audit", position=7)  # an instance def
+    assert (ship.scope, ship.version, ship.position, bill.position) == ("tenant", 1, 0, 1)
+
+    listed = await acme.bindings.list()
+    assert [(b.type, b.scope, b.definition) for b in listed.items] == [
+        (ORDER_CREATED, "instance", "audit"),
+        (ORDER_CREATED, "tenant", "ship"),
+        (ORDER_CREATED, "tenant", "bill"),
+        ("order.paid", "tenant", "audit"),
+    ]
+    paged = [b.id async for b in acme.bindings.iterate(limit=1)]
+    assert paged == [b.id for b in listed.items]
+    own = await acme.bindings.list(scope="tenant", type=ORDER_CREATED)
+    assert [b.id for b in own.items] == [ship.id, bill.id]
+    assert [b.id for b in (await acme.bindings.list(scope="instance")).items] == [audit.id]
+    assert [b.id for b in (await admin.instance.bindings.list()).items] == [audit.id]
+
+    assert await acme.bindings.get(audit.id) == audit  # tenants read instance bindings
+    assert await acme.bindings.get(early.id) == early
+    assert await acme.bindings.delete(bill.id) == bill
+    with pytest.raises(NotFound):
+        await acme.bindings.get(bill.id)
+    with pytest.raises(NotFound):
+        await admin.instance.bindings.get(ship.id)  # the instance scope has only its own
+    with pytest.raises(Conflict):
+        await acme.bindings.create(ORDER_CREATED, "ship")
+    assert await admin.instance.bindings.delete(audit.id) == audit
+    assert [b.id for b in (await acme.bindings.list()).items] == [ship.id, early.id]
+
+
+async def test_tenants_cannot_remove_or_change_instance_bindings(starter: Starter) -> None:
+    admin = starter.instance()
+    await admin.instance.definitions.create(echo("audit", "instance"))
+    audit = await admin.instance.bindings.create(ORDER_CREATED, "audit")
+    acme = await starter.tenant()
+    with pytest.raises(Forbidden) as denied:
+        await acme.bindings.delete(audit.id)
+    assert "instance" in (denied.value.problem.detail or "")
+    with pytest.raises(Forbidden):
+        await acme.instance.bindings.create("order.paid", "audit")
+    with pytest.raises(Forbidden):
+        await acme.instance.bindings.delete(audit.id)
+    with pytest.raises(Forbidden):
+        await admin.bindings.create("order.paid", "audit")  # instance keys use /v1/instance
+    assert await acme.bindings.get(audit.id) == audit
+
+
+async def test_a_binding_names_a_definition_its_scope_can_run(starter: Starter) -> None:
+    admin = starter.instance()
+    acme = await starter.tenant()
+    other = await starter.tenant()
+    await other.definitions.create(echo("theirs", "other"))
+    await acme.definitions.create(echo("mine", "tenant"))
+    template = {**echo("tpl", "x"), "params": {"team": {"type": "string"}}}
+    await acme.definitions.create(template)
+
+    for definition, version, path in (
+        ("missing", None, "definition"),
+        ("theirs", None, "definition"),  # another tenant's
+        ("mine", 2, "version"),
+        ("tpl", None, "definition"),
+    ):
+        with pytest.raises(Invalid) as error:
+            await acme.bindings.create(ORDER_CREATED, definition, version=version)
+        assert [e.path for e in error.value.errors] == [path], definition
+    with pytest.raises(Invalid) as error:  # the instance runs only instance definitions
+        await admin.instance.bindings.create(ORDER_CREATED, "mine")
+    assert error.value.errors[0].path == "definition"
+    assert (await acme.bindings.list()).items == []
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def test_a_command_starts_the_instance_runs_then_the_tenants(
+    service: Starter, client: Client
+) -> None:
+    admin = service.instance()
+    await admin.instance.definitions.create(echo("audit", "instance"))
+    await admin.instance.definitions.create(echo("screen", "instance"))
+    await admin.instance.bindings.create(ORDER_CREATED, "screen", position=5)
+    await admin.instance.bindings.create(ORDER_CREATED, "audit", position=1)
+    tenant = new_tenant_id()
+    acme = await service.tenant(tenant)
+    # the tenant's own "audit" must not replace the instance's in the instance binding
+    await acme.definitions.create(echo("audit", "tenant"))
+    await acme.definitions.create(echo("ship", "tenant"))
+    await acme.bindings.create(ORDER_CREATED, "ship")
+    await acme.bindings.create(ORDER_CREATED, "audit")
+
+    status, answer = await post(
+        acme, "/v1/commands", {"type": ORDER_CREATED, "id": "c-1", "payload": {"order": 7}}
+    )
+    assert status == 201
+    sent = Command.model_validate(answer)
+    assert (sent.id, sent.type, sent.created) == ("c-1", ORDER_CREATED, True)
+    assert [(r.scope, r.definition, r.key, r.created) for r in sent.runs] == [
+        ("instance", "audit", "c-1.1", True),
+        ("instance", "screen", "c-1.2", True),
+        ("tenant", "ship", "c-1.3", True),
+        ("tenant", "audit", "c-1.4", True),
+    ]
+    assert [r.workflow_id for r in sent.runs] == [
+        f"{tenant}/{r.definition}/{r.key}" for r in sent.runs
+    ]
+
+    starts = []
+    for run in sent.runs:
+        handle = client.get_workflow_handle(run.workflow_id)
+        who = "instance" if run.scope == "instance" else "tenant"
+        assert await handle.result() == {"who": who, "input": {"order": 7}}
+        described = await handle.describe()
+        assert described.status == WorkflowExecutionStatus.COMPLETED
+        attributes = described.typed_search_attributes
+        assert attributes.get(DAG_COMMAND) == ORDER_CREATED
+        assert attributes.get(TENANT_ID) == tenant
+        assert (attributes.get(DAG_NAME), attributes.get(DAG_VERSION)) == (run.definition, 1)
+        assert described.run_id == run.run_id
+        starts.append(described.start_time)
+    assert starts == sorted(starts)  # started one after the other, instance runs first
+    assert await acme.commands.get("c-1") == sent.model_copy(update={"created": False})
+
+
+async def test_a_single_binding_runs_under_the_command_id(service: Starter) -> None:
+    tenant = new_tenant_id()
+    acme = await service.tenant(tenant)
+    await acme.definitions.create(echo("ship", "tenant"))
+    binding = await acme.bindings.create(ORDER_CREATED, "ship")
+    sent = await acme.commands.send(ORDER_CREATED, "order-42", {"n": 1})
+    [run] = sent.runs
+    assert (run.key, run.binding) == ("order-42", binding.id)
+    assert run.workflow_id == f"{tenant}/ship/order-42"
+    assert run.id == "ship/order-42"
+
+
+async def test_a_repeated_command_id_starts_nothing(service: Starter, client: Client) -> None:
+    admin = service.instance()
+    await admin.instance.definitions.create(echo("audit", "instance"))
+    await admin.instance.bindings.create(ORDER_CREATED, "audit")
+    tenant = new_tenant_id()
+    acme = await service.tenant(tenant)
+    await acme.definitions.create(echo("ship", "tenant"))
+    await acme.bindings.create(ORDER_CREATED, "ship")
+    body = {"type": ORDER_CREATED, "id": "again", "payload": {"order": 1}}
+
+    first = await acme.commands.send(ORDER_CREATED, "again", {"order": 1})
+    status, answer = await post(acme, "/v1/commands", body)
+    assert status == 200
+    repeat = Command.model_validate(answer)
+    assert repeat == first.model_copy(update={"created": False})
+    # a binding added since does not change what a repeat answers
+    await acme.definitions.create(echo("bill", "tenant"))
+    await acme.bindings.create(ORDER_CREATED, "bill")
+    assert (await acme.commands.send(ORDER_CREATED, "again", {"order": 1})).runs == first.runs
+
+    async def both_listed() -> bool:
+        return len(await command_runs(client, tenant, ORDER_CREATED)) >= 2
+
+    await eventually(both_listed)
+    assert await command_runs(client, tenant, ORDER_CREATED) == sorted(
+        r.workflow_id for r in first.runs
+    )
+
+    with pytest.raises(Invalid) as error:
+        await acme.commands.send(ORDER_CREATED, "again", {"order": 2})
+    assert [e.path for e in error.value.errors] == ["payload"]
+    with pytest.raises(Invalid) as error:
+        await acme.commands.send("order.paid", "again", {"order": 1})
+    assert [e.path for e in error.value.errors] == ["type"]
+    assert len(await service.sql("SELECT id FROM commands")) == 1
+
+
+async def test_concurrent_repeats_start_each_run_once(service: Starter, client: Client) -> None:
+    tenant = new_tenant_id()
+    acme = await service.tenant(tenant)
+    for name in ("ship", "bill"):
+        await acme.definitions.create(echo(name, "tenant"))
+        await acme.bindings.create(ORDER_CREATED, name)
+    answers = await asyncio.gather(
+        *(acme.commands.send(ORDER_CREATED, "burst", {"n": 1}) for _ in range(5))
+    )
+    assert sum(answer.created for answer in answers) == 1
+    assert len({tuple(run.workflow_id for run in answer.runs) for answer in answers}) == 1
+    assert len(await service.sql("SELECT id FROM commands")) == 1
+    wanted = sorted(run.workflow_id for run in answers[0].runs)
+
+    async def listed() -> bool:
+        return len(await command_runs(client, tenant, ORDER_CREATED)) >= len(wanted)
+
+    await eventually(listed)
+    assert await command_runs(client, tenant, ORDER_CREATED) == wanted
+
+
+async def test_an_unbound_type_answers_404_naming_it(service: Starter) -> None:
+    acme = await service.tenant()
+    with pytest.raises(NotFound) as error:
+        await acme.commands.send("order.lost", "c-1", {})
+    assert "order.lost" in (error.value.problem.detail or "")
+    assert error.value.errors[0].path == "type"
+    with pytest.raises(NotFound):
+        await acme.commands.get("c-1")  # nothing went into the ledger
+
+
+async def test_every_bound_run_is_checked_before_any_starts(
+    service: Starter, client: Client
+) -> None:
+    admin = service.instance()
+    await admin.instance.definitions.create(echo("audit", "instance"))
+    await admin.instance.bindings.create(ORDER_CREATED, "audit")
+    tenant = new_tenant_id()
+    acme = await service.tenant(tenant)
+    schema = {"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}}
+    await acme.definitions.create(echo("ship", "tenant", input=schema))
+    await acme.bindings.create(ORDER_CREATED, "ship")
+
+    with pytest.raises(Invalid) as error:
+        await acme.commands.send(ORDER_CREATED, "bad", {"order": 5})
+    assert [(e.path, e.message.split(":")[0]) for e in error.value.errors] == [
+        ("payload.order", "ship")
+    ]
+    await acme.definitions.deactivate("ship")
+    with pytest.raises(Conflict) as conflict:
+        await acme.commands.send(ORDER_CREATED, "bad", {"order": "5"})
+    assert "ship" in (conflict.value.problem.detail or "")
+    with pytest.raises(NotFound):
+        await acme.commands.get("bad")
+    with pytest.raises(RPCError) as missing:  # the instance run did not start either
+        await client.get_workflow_handle(f"{tenant}/audit/bad.1").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+    await acme.definitions.activate("ship")
+    sent = await acme.commands.send(ORDER_CREATED, "bad", {"order": "5"})
+    assert [run.definition for run in sent.runs] == ["audit", "ship"]
+
+
+async def test_commands_are_listed_newest_first(service: Starter) -> None:
+    acme = await service.tenant()
+    await acme.definitions.create(echo("ship", "tenant"))
+    await acme.bindings.create(ORDER_CREATED, "ship")
+    await acme.bindings.create("order.paid", "ship")
+    for n in range(3):
+        await acme.commands.send(ORDER_CREATED, f"c{n}", {"n": n})
+    await acme.commands.send("order.paid", "p0", {})
+    assert [c.id for c in (await acme.commands.list()).items] == ["p0", "c2", "c1", "c0"]
+    assert [c.id async for c in acme.commands.iterate(type=ORDER_CREATED, limit=2)] == [
+        "c2",
+        "c1",
+        "c0",
+    ]
+    listed = (await acme.commands.list(type="order.paid")).items
+    assert [c.runs[0].workflow_id.split("/", 1)[1] for c in listed] == ["ship/p0"]
+
+
+async def test_tenants_never_see_each_others_bindings_or_commands(service: Starter) -> None:
+    a = await service.tenant()
+    b = await service.tenant()
+    await a.definitions.create(echo("ship", "a"))
+    await b.definitions.create(echo("ship", "b"))
+    a_binding = await a.bindings.create(ORDER_CREATED, "ship")
+    b_binding = await b.bindings.create(ORDER_CREATED, "ship")
+    a_sent = await a.commands.send(ORDER_CREATED, "same-id", {"from": "a"})
+    b_sent = await b.commands.send(ORDER_CREATED, "same-id", {"from": "b"})  # its own ledger
+    assert b_sent.created and b_sent.runs[0].workflow_id != a_sent.runs[0].workflow_id
+    await a.commands.send(ORDER_CREATED, "only-a", {})
+
+    with pytest.raises(NotFound):
+        await b.bindings.get(a_binding.id)
+    with pytest.raises(NotFound):
+        await b.bindings.delete(a_binding.id)
+    with pytest.raises(NotFound):
+        await b.commands.get("only-a")
+    assert [x.id for x in (await b.bindings.list()).items] == [b_binding.id]
+    assert [c.id for c in (await b.commands.list()).items] == ["same-id"]
+    assert (await b.commands.get("same-id")).runs == b_sent.runs
+    assert {c.id for c in (await a.commands.list()).items} == {"same-id", "only-a"}
+    await a.bindings.get(a_binding.id)  # still there
+
+
+async def test_command_routes_need_a_tenant_key(service: Starter) -> None:
+    admin = service.instance()
+    with pytest.raises(Forbidden):
+        await admin.commands.send(ORDER_CREATED, "c", {})
+    with pytest.raises(Forbidden):
+        await admin.commands.list()

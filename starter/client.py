@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
@@ -39,6 +40,7 @@ from starter.api import (
     VersionInfo,
 )
 from starter.api.commands import Binding, BindingCreate, Command, CommandSend
+from starter.api.runs import Action, RunDetail, RunRef, RunSummary, RunTrace, StepErrors
 from starter.errors import PROBLEM_JSON, ApiError, ProblemDetails
 from workflows.definition import Definition
 
@@ -80,6 +82,8 @@ class DagflowClient:
         """The caller's tenant's definitions (and, read-only, the instance's)."""
         self.instance = InstanceApi(self)
         """Instance administration (instance keys only)."""
+        self.runs = RunsApi(self)
+        """The caller's tenant's runs (tenant keys only)."""
         self.bindings = BindingsApi(self, "/v1")
         """The caller's tenant's bindings (and, read-only, the instance's)."""
         self.commands = CommandsApi(self)
@@ -130,6 +134,7 @@ class DagflowClient:
         text: str | None = None,
         content_type: str = "application/json",
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> M:
         """Send one request and read the answer into ``model``.
 
@@ -138,7 +143,9 @@ class DagflowClient:
         """
         if json_body is not None:
             text = json_body.model_dump_json(by_alias=True, exclude_unset=True)
-        answer = await self.send(method, path, text=text, content_type=content_type, params=params)
+        answer = await self.send(
+            method, path, text=text, content_type=content_type, params=params, headers=headers
+        )
         return model.model_validate_json(answer)
 
     async def send(
@@ -149,13 +156,14 @@ class DagflowClient:
         text: str | None = None,
         content_type: str = "application/json",
         params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> bytes:
         """Send one request and return the body of a successful answer.
 
         Raises:
             ApiError: The subclass for the answer's status, with its problem details.
         """
-        headers = dict(self._headers)
+        headers = {**self._headers, **(headers or {})}
         if text is not None:
             headers["Content-Type"] = content_type
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
@@ -432,6 +440,141 @@ class CommandsApi:
         """Every command matching the filters of :meth:`list`, page after page."""
         async for item in pages(lambda cursor: self.list(cursor=cursor, **filters)):
             yield item
+
+
+class RunsApi:
+    """``/v1/runs`` and ``/v1/errors``: the tenant's runs. A run is named by its ``id``,
+    ``<definition>/<key>`` (as in :class:`~starter.api.runs.RunRef`)."""
+
+    def __init__(self, client: DagflowClient) -> None:
+        self._client = client
+
+    async def start(
+        self,
+        definition: str,
+        input: Any = None,
+        *,
+        version: int | None = None,
+        key: str | None = None,
+        key_in_body: bool = False,
+    ) -> RunRef:
+        """Start a run of a definition (current or pinned ``version``).
+
+        Args:
+            definition: The tenant's definition, else the instance's.
+            input: The run's input (checked against the definition's input schema).
+            version: The version to pin.
+            key: The idempotency key: the same key with the same request returns the same
+                run (``created`` False); sent as the ``Idempotency-Key`` header.
+            key_in_body: Send ``key`` as the body's ``idempotency_key`` instead.
+
+        Raises:
+            NotFound: No such definition or version.
+            Conflict: The definition is deactivated.
+            Invalid: The input breaks the schema (every violation in ``errors``), or the key
+                was used with another request.
+        """
+        fields: dict[str, Any] = {"definition": definition, "input": input}
+        if version is not None:
+            fields["version"] = version
+        if key is not None and key_in_body:
+            fields["idempotency_key"] = key
+        headers = {"Idempotency-Key": key} if key is not None and not key_in_body else None
+        return await self._client.request(
+            "POST", "/v1/runs", RunRef, text=json.dumps(fields), headers=headers
+        )
+
+    async def list(
+        self,
+        *,
+        definition: str | None = None,
+        status: str | None = None,
+        started_after: datetime | None = None,
+        started_before: datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[RunSummary]:
+        """One page of the tenant's runs, newest first."""
+        params = {
+            "definition": definition,
+            "status": status,
+            "started_after": started_after.isoformat() if started_after else None,
+            "started_before": started_before.isoformat() if started_before else None,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return await self._client.request("GET", "/v1/runs", Page[RunSummary], params=params)
+
+    async def iterate(self, **filters: Any) -> AsyncIterator[RunSummary]:
+        """Every run matching the filters of :meth:`list`, page after page."""
+        async for item in pages(lambda cursor: self.list(cursor=cursor, **filters)):
+            yield item
+
+    async def get(self, run: str) -> RunDetail:
+        """One run: status, version, input, output or error, and its steps."""
+        return await self._client.request("GET", _run_path(run), RunDetail)
+
+    async def trace(self, run: str) -> RunTrace:
+        """Every step of a run with attempts, times, durations and last errors."""
+        return await self._client.request("GET", f"{_run_path(run)}/trace", RunTrace)
+
+    async def errors(self, *, limit: int | None = None) -> StepErrors:
+        """The tenant's latest failed or needs_attention steps across runs."""
+        return await self._client.request("GET", "/v1/errors", StepErrors, params={"limit": limit})
+
+    async def retry(self, run: str, step: str, with_: Mapping[str, Any] | None = None) -> Action:
+        """Run a parked step again, ``with_`` overriding its inputs.
+
+        Raises:
+            NotFound: No such run, or no such step.
+            Conflict: The step is not parked, or the run is closed.
+        """
+        body = {"with": dict(with_)} if with_ is not None else {}
+        return await self._step(run, step, "retry", body)
+
+    async def complete(self, run: str, step: str, output: Any = None) -> Action:
+        """Resolve a parked step as succeeded with ``output``."""
+        return await self._step(run, step, "complete", {"output": output})
+
+    async def skip(self, run: str, step: str) -> Action:
+        """Resolve a parked step as skipped."""
+        return await self._step(run, step, "skip", None)
+
+    async def fail(self, run: str, reason: str | None = None) -> Action:
+        """Fail an open run now."""
+        body = {"reason": reason} if reason is not None else {}
+        return await self._post(f"{_run_path(run)}/fail", body, Action)
+
+    async def send(self, run: str, name: str, payload: Any = None) -> Action:
+        """Deliver the event ``name`` to the run's wait steps."""
+        return await self._post(
+            f"{_run_path(run)}/events", {"name": name, "payload": payload}, Action
+        )
+
+    async def cancel(self, run: str) -> Action:
+        """Ask an open run to cancel."""
+        return await self._post(f"{_run_path(run)}/cancel", None, Action)
+
+    async def rerun(self, run: str, *, key: str | None = None) -> RunRef:
+        """Rerun a closed failed run: a new run that reuses the steps that succeeded.
+
+        Raises:
+            Conflict: The run is open or completed.
+        """
+        body = {"key": key} if key is not None else {}
+        return await self._post(f"{_run_path(run)}/rerun", body, RunRef)
+
+    async def _step(self, run: str, step: str, action: str, body: Any) -> Action:
+        return await self._post(f"{_run_path(run)}/steps/{_seg(step)}/{action}", body, Action)
+
+    async def _post(self, path: str, body: Any, model: type[M]) -> M:
+        text = json.dumps(body) if body is not None else None
+        return await self._client.request("POST", path, model, text=text)
+
+
+def _run_path(run: str) -> str:
+    definition, _, key = run.partition("/")
+    return f"/v1/runs/{_seg(definition)}/{_seg(key)}"
 
 
 async def pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> AsyncIterator[T]:

@@ -86,7 +86,7 @@ async def start_stored_run(
         if not re.match(RUN_KEY_PATTERN, key):
             message = f"bad run key {key!r}: must match {RUN_KEY_PATTERN.strip('^$')}"
             raise Invalid(message, errors=[FieldError(path="key", message=message)])
-        existing = await _existing(temporal_client, workflow_id(owner, name, key), request)
+        existing = await existing_run(temporal_client, workflow_id(owner, name, key), request)
         if existing is not None:
             return existing, False
     checked = await check_stored_run(
@@ -106,7 +106,7 @@ async def start_stored_run(
         memo={REQUEST_HASH: request} if request is not None else None,
     )
     if not started:
-        existing = await _existing(temporal_client, handle.id, request)
+        existing = await existing_run(temporal_client, handle.id, request)
         assert existing is not None, "a run that is already started exists"
         return existing, False
     run_key = workflow_key(handle.id)
@@ -234,7 +234,7 @@ def _child_refs(definition: Definition) -> list[tuple[str, str]]:
     ]
 
 
-async def _existing(client: Client, wid: str, request: str | None) -> RunRef | None:
+async def existing_run(client: Client, wid: str, request: str | None) -> RunRef | None:
     """The run under ``wid``, if there is one.
 
     Raises:

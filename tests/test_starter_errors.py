@@ -114,6 +114,45 @@ def malformed_requests(tenant_key: str) -> list[tuple[str, str, dict[str, str], 
         "/v1/commands?type=UPPER",
     ):
         add("GET", path, tenant)
+    # runs: bodies, keys, ids and filters
+    for raw in (b"{", b"[]", b"42", b'{"definition": 5}', b'{"definition": "ok", "version": 0}'):
+        cases.append(("POST", "/v1/runs", {**tenant, **as_json}, raw))
+    add("POST", "/v1/runs", tenant, {"definition": "ok", "idempotency_key": "bad key"})
+    add("POST", "/v1/runs", tenant, {"definition": "ok", "idempotency_key": "x" * 200})
+    add("POST", "/v1/runs", tenant, {"definition": "ok", "unknown": 1})
+    add("POST", "/v1/runs", tenant, {"definition": "ok", "version": 10**12})
+    add("POST", "/v1/runs", tenant, {"definition": "missing"})
+    add("POST", "/v1/runs", admin, {"definition": "ok"})
+    for header, start in (("bad key", {}), ("a", {"idempotency_key": "b"})):
+        body = json.dumps({"definition": "ok", **start}).encode()
+        cases.append(("POST", "/v1/runs", {**tenant, **as_json, "Idempotency-Key": header}, body))
+    for path in (
+        "/v1/runs?status=lost",
+        "/v1/runs?limit=0",
+        "/v1/runs?started_after=yesterday",
+        "/v1/runs?cursor=garbage",
+        "/v1/runs?cursor=WyJ4IiwieiJd",
+        "/v1/runs?definition=UP",
+        "/v1/errors?limit=1000",
+        "/v1/runs/ok/bad%20key",
+        "/v1/runs/UP/k",
+        "/v1/runs/ok/nokey",
+        "/v1/runs/ok/nokey/trace",
+    ):
+        add("GET", path, tenant)
+    for suffix, run_body in (
+        ("steps/a/retry", {"with": []}),
+        ("steps/a/retry", None),
+        ("steps/a/complete", {"nope": 1}),
+        ("steps/A/skip", None),
+        ("fail", {"reason": 5}),
+        ("events", {}),
+        ("events", {"name": ""}),
+        ("rerun", {"key": "bad key"}),
+        ("rerun", None),
+        ("cancel", None),
+    ):
+        add("POST", f"/v1/runs/ok/nokey/{suffix}", tenant, run_body)
     # wrong methods, unknown routes, wrong keys
     add("PATCH", "/v1/definitions", tenant)
     add("DELETE", "/v1/definitions/ok", tenant)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starter.routes import commands, health, instance
+from starter.routes import commands, health, instance, runs
 from starter.routes.bindings import binding_routes
 from starter.routes.definitions import definition_routes
 from starter.routes.table import Call, Route
@@ -21,6 +21,7 @@ ROUTES: list[Route[Any, Any]] = [
     *binding_routes("/v1/instance", "instance"),
     *binding_routes("/v1", "tenant"),
     *commands.ROUTES,
+    *runs.ROUTES,
 ]
 
 __all__ = ["ROUTES", "Call", "Route"]

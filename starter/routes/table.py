@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starter import keys
 from starter.api.commands import COMMAND_ID_PATTERN
+from starter.api.runs import RUN_KEY_PATTERN
 from starter.api.tenants import TENANT_ID_PATTERN
 from starter.auth import Principal
 from starter.errors import BadRequest, FieldError, Invalid, UnsupportedMediaType
-from workflows.definition import NAME_PATTERN
+from workflows.definition import NAME_PATTERN, STEP_ID_PATTERN
 from workflows.validation import join_path
 
 In = TypeVar("In")
@@ -76,6 +77,9 @@ PATH_PARAMS: dict[str, PathParam] = {
     "key_id": PathParam(r"^[0-9a-f]{32}$", "An API key's id."),
     "name": PathParam(NAME_PATTERN, "A definition's name."),
     "version": PathParam(r"^[1-9][0-9]{0,8}$", "A version number (from 1).", integer=True),
+    "definition": PathParam(NAME_PATTERN, "The name of the definition a run runs."),
+    "key": PathParam(RUN_KEY_PATTERN, "A run key (the last part of the workflow id)."),
+    "step": PathParam(STEP_ID_PATTERN, "A step id."),
     "binding_id": PathParam(r"^[1-9][0-9]{0,8}$", "A binding's id.", integer=True),
     "command_id": PathParam(COMMAND_ID_PATTERN, "A command id (unique per tenant)."),
 }

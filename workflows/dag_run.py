@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -60,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         FailRun,
         ForEachBatchInput,
         ForEachBatchResult,
+        LinearBackoff,
         Progress,
         RetryStep,
         RunSnapshot,
@@ -144,9 +146,16 @@ class _Executor:
     workflow_id: str
     _inflight: int
     _draining: bool
+    _policies: dict[str, tuple[RetryPolicy, LinearBackoff | None]]
 
     def _notify(self) -> None:
         """Wake the run's supervisor (a no-op outside DagRun)."""
+
+    def _policy(self, sid: str, step: Step) -> tuple[RetryPolicy, LinearBackoff | None]:
+        """The step's Temporal retry policy, built once per step (for_each items share it)."""
+        if sid not in self._policies:
+            self._policies[sid] = retry_policy(self.ctx.definition.retry(step))
+        return self._policies[sid]
 
     def _base_scope(self) -> dict[str, Any]:
         return {
@@ -205,8 +214,7 @@ class _Executor:
         series: int,
     ) -> tuple[Any, int]:
         definition = self.ctx.definition
-        retry = definition.retry(step)
-        policy, linear = retry_policy(retry)
+        policy, linear = self._policy(sid, step)
         attempt_timeout, total_timeout, heartbeat = definition.timeouts(step)
         arg = StepInput(
             tenant=self.ctx.tenant,
@@ -363,6 +371,7 @@ class DagForEachBatch(_Executor):
         self.workflow_id = arg.workflow_id
         self._inflight = 0
         self._draining = False
+        self._policies = {}
         step = self.ctx.definition.steps[arg.step]
         scope = {**self._base_scope(), "steps": arg.steps}
         outputs: dict[int, Any] = {}
@@ -404,6 +413,7 @@ class DagRun(_Executor):
         self._status = RunStatus.RUNNING
         self._inflight = 0
         self._draining = False
+        self._policies = {}
         self._stopping = False
         self._dirty = True
         self._waiting: set[str] = set()

@@ -9,11 +9,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.api.commands import Command
 from starter.client import DagflowClient
+from starter.db.engine import create_engine
 from starter.errors import Conflict, Forbidden, Invalid, NotFound
 from tests.engine import dag_worker, eventually
 from tests.starter import Databases, Starter, running, service_settings
@@ -273,6 +275,37 @@ async def test_concurrent_repeats_start_each_run_once(service: Starter, client: 
 
     await eventually(listed)
     assert await command_runs(client, tenant, ORDER_CREATED) == wanted
+
+
+async def test_a_retry_after_a_lost_ledger_write_adopts_the_runs(service: Starter) -> None:
+    acme = await service.tenant(new_tenant_id())
+    for name in ("ship", "bill"):
+        await acme.definitions.create(echo(name, "tenant"))
+        await acme.bindings.create(ORDER_CREATED, name)
+    first = await acme.commands.send(ORDER_CREATED, "lost", {"n": 1})
+    await forget_commands(service)  # as if the service died before writing the ledger
+
+    retry = await acme.commands.send(ORDER_CREATED, "lost", {"n": 1})
+    assert retry.created and [r.workflow_id for r in retry.runs] == [
+        r.workflow_id for r in first.runs
+    ]
+    assert [r.created for r in retry.runs] == [False, False]  # found, not started again
+    assert [r.run_id for r in retry.runs] == [r.run_id for r in first.runs]
+
+    await forget_commands(service)
+    with pytest.raises(Invalid) as error:  # the runs were started for another payload
+        await acme.commands.send(ORDER_CREATED, "lost", {"n": 2})
+    assert [e.path for e in error.value.errors] == ["id"]
+
+
+async def forget_commands(service: Starter) -> None:
+    """Empty the command ledger."""
+    engine = create_engine(service.database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DELETE FROM commands"))
+    finally:
+        await engine.dispose()
 
 
 async def test_an_unbound_type_answers_404_naming_it(service: Starter) -> None:

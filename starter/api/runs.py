@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, StringConstraints
 
@@ -15,6 +15,11 @@ from workflows.types import RunStatus, StepStatus
 RUN_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 """A run key: the last part of the workflow id ``<tenant>/<definition>/<key>``."""
 RunKey = Annotated[str, StringConstraints(pattern=RUN_KEY_PATTERN)]
+RunStatusName = Literal[
+    "running", "waiting", "needs_attention", "completed", "failed", "cancelled", "timed_out"
+]
+"""A run status as a query parameter (inline in OpenAPI, unlike the enum)."""
+assert set(get_args(RunStatusName)) == {s.value for s in RunStatus}
 
 
 class RunRef(ResponseModel):
@@ -108,7 +113,7 @@ class RunQuery(RequestModel):
     """Filters of the run list (through Temporal visibility)."""
 
     definition: DefinitionName | None = None
-    status: RunStatus | None = None
+    status: RunStatusName | None = None
     started_after: datetime | None = Field(None, description="Runs started at or after this.")
     started_before: datetime | None = Field(None, description="Runs started before this.")
     limit: int = Field(50, ge=1, le=200, description="Items per page.")

@@ -355,7 +355,7 @@ async def list_runs(call: Call[RunQuery]) -> Page[RunSummary]:
     text = runs_query(
         call.principal.tenant,
         definition=query.definition,
-        status=query.status,
+        status=RunStatus(query.status) if query.status else None,
         started_after=query.started_after,
         started_before=query.started_before,
     )

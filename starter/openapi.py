@@ -91,6 +91,16 @@ def _operation(route: Route[Any, Any], refs: Refs) -> dict[str, Any]:
     parameters = [_path_parameter(name) for name in route.path_params()]
     if model is not None and not route.reads_body:
         parameters += _query_parameters(model)
+    parameters += [
+        {
+            "name": name,
+            "in": "header",
+            "required": False,
+            "description": header.description,
+            "schema": header.schema(),
+        }
+        for name, header in route.headers
+    ]
     if parameters:
         operation["parameters"] = parameters
     if isinstance(route.input, type) and issubclass(route.input, RawInput):

@@ -14,9 +14,11 @@ import aiohttp
 import pytest
 from temporalio.client import Client
 
-from starter.api.runs import RunDetail, RunSummary
+from starter.api.runs import RUN_KEY_PATTERN, RunDetail, RunSummary
 from starter.client import DagflowClient
 from starter.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
+from starter.openapi import openapi
+from starter.routes import ROUTES
 from starter.routes.runs import literal, runs_query
 from tests.engine import dag_worker
 from tests.starter import Databases, Starter, running, service_settings
@@ -524,3 +526,13 @@ async def test_run_keys_in_paths_are_checked(starter: Starter) -> None:
     missing = f"simple/{uuid.uuid4().hex[:8]}"
     with pytest.raises(NotFound):
         await tenant.runs.get(missing)
+
+
+def test_openapi_documents_the_idempotency_header() -> None:
+    [header] = openapi(ROUTES)["paths"]["/v1/runs"]["post"]["parameters"]
+    assert (header["name"], header["in"], header["required"]) == (
+        "Idempotency-Key",
+        "header",
+        False,
+    )
+    assert header["schema"]["pattern"] == RUN_KEY_PATTERN

@@ -13,10 +13,23 @@ from starter.api.definitions import (
     VersionInfo,
 )
 from starter.api.health import Health
+from starter.api.runs import (
+    Action,
+    RunDetail,
+    RunRef,
+    RunStart,
+    RunSummary,
+    RunTrace,
+    StepError,
+    StepErrors,
+    StepState,
+    StepTrace,
+)
 from starter.api.tenants import Key, KeyCreate, NewKey, Tenant, TenantCreate
 from starter.errors import FieldError, ProblemDetails
 
 __all__ = [
+    "Action",
     "Binding",
     "BindingCreate",
     "Command",
@@ -35,7 +48,16 @@ __all__ = [
     "RequestModel",
     "ResponseModel",
     "Rollback",
+    "RunDetail",
+    "RunRef",
+    "RunStart",
+    "RunSummary",
+    "RunTrace",
     "Scope",
+    "StepError",
+    "StepErrors",
+    "StepState",
+    "StepTrace",
     "Tenant",
     "TenantCreate",
     "Validation",

@@ -56,7 +56,7 @@ from starter.errors import BadRequest, Conflict, FieldError, NotFound, Unavailab
 from starter.launch import start_run, workflow_id
 from starter.repos import definitions as repo
 from starter.routes.pagination import decode_cursor, encode_cursor
-from starter.routes.table import Call, Route, json_response
+from starter.routes.table import Call, PathParam, Route, json_response
 from starter.runs import REQUEST_HASH, existing_run, request_hash, start_stored_run
 from starter.temporal import RETRY_AFTER
 from workflows.search_attributes import DAG_COMMAND, DAG_NAME, DAG_STATUS, DAG_VERSION, TENANT_ID
@@ -84,6 +84,11 @@ PARALLEL_QUERIES = 10
 OPEN_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.NEEDS_ATTENTION})
 RERUNNABLE = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+KEY_HEADER = PathParam(
+    RUN_KEY_PATTERN,
+    "The run key (or the body's idempotency_key): the same key with the same body returns the "
+    "same run (200); with another body it answers 422.",
+)
 
 _CLOSED: dict[WorkflowExecutionStatus, RunStatus] = {
     WorkflowExecutionStatus.COMPLETED: RunStatus.COMPLETED,
@@ -653,7 +658,8 @@ RUN = "/v1/runs/{definition}/{key}"
 STEP = f"{RUN}/steps/{{step}}"
 
 ROUTES: list[Route[Any, Any]] = [
-    Route("POST", "/v1/runs", start_run_route, RunRef, RunStart, status=201, tag="runs"),
+    Route("POST", "/v1/runs", start_run_route, RunRef, RunStart, status=201, tag="runs",
+          headers=((IDEMPOTENCY_HEADER, KEY_HEADER),)),
     Route("GET", "/v1/runs", list_runs, Page[RunSummary], RunQuery, tag="runs"),
     Route("GET", RUN, get_run, RunDetail, tag="runs"),
     Route("GET", f"{RUN}/trace", trace_run, RunTrace, tag="runs"),

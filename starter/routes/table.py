@@ -146,6 +146,7 @@ class Route(Generic[In, Out]):
         status: The status of a successful answer.
         access: Who may call it.
         tag: The OpenAPI tag that groups it.
+        headers: Request headers the handler reads (optional ones), by name, for OpenAPI.
     """
 
     method: str
@@ -156,6 +157,7 @@ class Route(Generic[In, Out]):
     status: int = 200
     access: Access = "tenant"
     tag: str = "definitions"
+    headers: tuple[tuple[str, PathParam], ...] = ()
 
     TRANSACTIONAL: ClassVar[frozenset[Access]] = frozenset({"tenant", "instance"})
 

@@ -2,8 +2,8 @@
 
 A command runs its bindings in one order: the instance's first, then the tenant's, each by
 position and then creation. Every bound run is checked before any starts (definition,
-version, input against its schema), so a command starts all its runs or none. Then the runs
-start one after the other in that order, each under the run key ``<command id>`` (one
+version, input against its schema), so a command that fails a check starts nothing. Then the
+runs start one after the other in that order, each under the run key ``<command id>`` (one
 binding) or ``<command id>.<n>`` (several, ``n`` from 1 in start order), with ``DagCommand``
 set to the command type. Then the command goes into the ledger with the runs it started.
 
@@ -181,7 +181,7 @@ async def _check(call: Call[CommandSend], bindings: list[Binding]) -> list[int]:
                 instance=binding.tenant_id is None,
             )
         except Invalid as error:
-            payload = [e for e in error.errors if e.path == "input" or e.path.startswith("input")]
+            payload = [e for e in error.errors if e.path.startswith("input")]
             if not payload or len(payload) != len(error.errors):
                 raise _cannot_run(binding, error) from None
             problems.extend(

@@ -247,6 +247,10 @@ async def test_updates_validate_and_answer(client: Client) -> None:
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update("retry_step", {"step": "nope"})
         assert "no step named 'nope'" in str(info.value.cause)
+        assert (
+            isinstance(info.value.cause, ApplicationError)
+            and info.value.cause.type == "UnknownStep"
+        )
         with pytest.raises(WorkflowUpdateFailedError) as info:
             await handle.execute_update("skip_step", {"step": "fetch"})
         assert "step 'fetch' is not parked (status: succeeded)" in str(info.value.cause)

@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         DAG_STATUS_VALUES,
         FOR_EACH_BATCH_WORKFLOW_TYPE,
+        NOT_PARKED,
+        UNKNOWN_STEP,
         WORKFLOW_TYPE,
         Ack,
         CompleteStep,
@@ -1024,11 +1026,18 @@ class DagRun(_Executor):
         )
 
     def _check_parked(self, step: str) -> None:
+        """Reject a decision about a step that does not exist or is not parked.
+
+        Raises:
+            ApplicationError: Type ``UnknownStep`` or ``NotParked`` (an Update answers with it).
+        """
         record = self.records.get(step)
         if record is None:
-            raise ValueError(f"no step named '{step}'")
+            raise ApplicationError(f"no step named '{step}'", type=UNKNOWN_STEP)
         if record.status != StepStatus.NEEDS_ATTENTION or step in self._decisions:
-            raise ValueError(f"step '{step}' is not parked (status: {record.status.value})")
+            raise ApplicationError(
+                f"step '{step}' is not parked (status: {record.status.value})", type=NOT_PARKED
+            )
 
     def _decide(self, step: str, decision: _Decision) -> Ack:
         self._decisions[step] = decision
@@ -1038,8 +1047,8 @@ class DagRun(_Executor):
     def _try_decide(self, step: str, decision: _Decision) -> None:
         try:
             self._check_parked(step)
-        except ValueError as e:
-            workflow.logger.warning("ignored %s signal: %s", decision.action, e)
+        except ApplicationError as e:
+            workflow.logger.warning("ignored %s signal: %s", decision.action, e.message)
             return
         self._decide(step, decision)
 

@@ -13,6 +13,9 @@ from workflows.definition import Definition
 WORKFLOW_TYPE = "DagRun"
 FOR_EACH_BATCH_WORKFLOW_TYPE = "DagForEachBatch"
 DEFAULT_TASK_QUEUE = "dagflow"
+UNKNOWN_STEP = "UnknownStep"
+NOT_PARKED = "NotParked"
+"""Error types with which the recovery Updates reject a step."""
 
 
 class StepStatus(StrEnum):

@@ -26,7 +26,7 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import TypedSearchAttributes
-from temporalio.exceptions import CancelledError, FailureError, TerminatedError
+from temporalio.exceptions import ApplicationError, CancelledError, FailureError, TerminatedError
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -62,6 +62,7 @@ from starter.temporal import RETRY_AFTER
 from workflows.search_attributes import DAG_COMMAND, DAG_NAME, DAG_STATUS, DAG_VERSION, TENANT_ID
 from workflows.types import (
     DAG_STATUS_VALUES,
+    UNKNOWN_STEP,
     WORKFLOW_TYPE,
     Ack,
     CompleteStep,
@@ -587,7 +588,7 @@ async def _update(call: Call[Any], name: str, arg: Any, step: str | None) -> Act
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         message = cause.message if isinstance(cause, FailureError) else str(error)
-        if message.startswith("no step named"):
+        if isinstance(cause, ApplicationError) and cause.type == UNKNOWN_STEP:
             raise NotFound(f"run {run.id}: {message}") from None
         raise Conflict(f"run {run.id}: {message}") from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:

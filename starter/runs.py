@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.api.runs import RUN_KEY_PATTERN, RunRef
@@ -109,17 +109,21 @@ async def start_stored_run(
         existing = await existing_run(temporal_client, handle.id, request)
         assert existing is not None, "a run that is already started exists"
         return existing, False
-    run_key = workflow_key(handle.id)
-    ref = RunRef(
-        id=f"{name}/{run_key}",
-        definition=name,
-        key=run_key,
-        version=checked.version,
+    return started_ref(handle, checked.version), True
+
+
+def started_ref(handle: WorkflowHandle[Any, Any], version: int) -> RunRef:
+    """The reference of a run this call just started (workflow id ``tenant/definition/key``)."""
+    _, definition, key = handle.id.split("/", 2)
+    return RunRef(
+        id=f"{definition}/{key}",
+        definition=definition,
+        key=key,
+        version=version,
         workflow_id=handle.id,
         run_id=handle.first_execution_run_id or handle.run_id,
         created=True,
     )
-    return ref, True
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from starter.launch import start_run, workflow_id
 from starter.repos import definitions as repo
 from starter.routes.pagination import decode_cursor, encode_cursor
 from starter.routes.table import Call, PathParam, Route, json_response
-from starter.runs import REQUEST_HASH, existing_run, request_hash, start_stored_run
+from starter.runs import REQUEST_HASH, existing_run, request_hash, start_stored_run, started_ref
 from starter.temporal import RETRY_AFTER
 from workflows.search_attributes import DAG_COMMAND, DAG_NAME, DAG_STATUS, DAG_VERSION, TENANT_ID
 from workflows.types import (
@@ -642,16 +642,7 @@ async def rerun(call: Call[Rerun]) -> web.Response:
         existing = await existing_run(client, handle.id, digest)
         assert existing is not None
         return json_response(existing, 200, Location=f"/v1/runs/{existing.id}")
-    _, definition, key = handle.id.split("/", 2)
-    ref = RunRef(
-        id=f"{definition}/{key}",
-        definition=definition,
-        key=key,
-        version=started.version,
-        workflow_id=handle.id,
-        run_id=handle.first_execution_run_id or handle.run_id,
-        created=True,
-    )
+    ref = started_ref(handle, started.version)
     return json_response(ref, 201, Location=f"/v1/runs/{ref.id}")
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from starter import keys
 from starter.api.commands import Command, CommandRun, CommandSend, CommandType
@@ -48,14 +49,19 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
     body = call.input
     tenant = call.principal.tenant
     payload_hash = request_hash(body.payload)
-    known = await ledger.find(call.session, tenant, body.id)
-    if known is not None:
-        return json_response(_repeat(known, body, payload_hash))
-    bindings = await binding_repo.for_command(call.session, tenant, body.type)
-    if not bindings:
-        message = f"no binding for command type {body.type!r}"
-        raise NotFound(message, errors=[FieldError(path="type", message=message)])
-    versions = await _check(call, bindings)
+    # Each database step below uses a short session of its own and the request's session is
+    # never touched, so a command holds at most one connection at a time: holding the
+    # request's connection while waiting for another exhausts the pool under load.
+    sessions = call.request.app[keys.SESSIONS]
+    async with sessions() as session:
+        known = await ledger.find(session, tenant, body.id)
+        if known is not None:
+            return json_response(_repeat(known, body, payload_hash))
+        bindings = await binding_repo.for_command(session, tenant, body.type)
+        if not bindings:
+            message = f"no binding for command type {body.type!r}"
+            raise NotFound(message, errors=[FieldError(path="type", message=message)])
+        versions = await _check(session, call, bindings)
     client = await call.request.app[keys.TEMPORAL].client()
     task_queue = call.request.app[keys.SETTINGS].task_queue
     memo = request_hash({"type": body.type, "id": body.id, "payload": body.payload})
@@ -64,19 +70,20 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
         bindings, versions, run_keys(body.id, len(bindings)), strict=True
     ):
         try:
-            ref, started = await start_stored_run(
-                call.session,
-                client,
-                tenant,
-                binding.definition_name,
-                version=version,
-                input=body.payload,
-                key=key,
-                command=body.type,
-                task_queue=task_queue,
-                request=memo,
-                instance=binding.tenant_id is None,
-            )
+            async with sessions() as session:
+                ref, started = await start_stored_run(
+                    session,
+                    client,
+                    tenant,
+                    binding.definition_name,
+                    version=version,
+                    input=body.payload,
+                    key=key,
+                    command=body.type,
+                    task_queue=task_queue,
+                    request=memo,
+                    instance=binding.tenant_id is None,
+                )
         except Invalid as error:
             if any(e.path == "idempotency_key" for e in error.errors):
                 raise _key_in_use(error, body.id, key) from None
@@ -85,7 +92,6 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
             raise _cannot_run(binding, error) from None
         run = {**ref.model_dump(), "created": started}
         runs.append(CommandRun(**run, scope=_scope(binding), binding=binding.id))
-    sessions = call.request.app[keys.SESSIONS]
     stored = [run.model_dump(mode="json") for run in runs]
     try:
         async with sessions.begin() as session:
@@ -159,7 +165,9 @@ def _repeat(row: CommandRecord, body: CommandSend, payload_hash: str) -> Command
     return command_model(row)
 
 
-async def _check(call: Call[CommandSend], bindings: list[Binding]) -> list[int]:
+async def _check(
+    session: AsyncSession, call: Call[CommandSend], bindings: list[Binding]
+) -> list[int]:
     """Check every bound run before any starts; the version each one pins.
 
     Raises:
@@ -173,7 +181,7 @@ async def _check(call: Call[CommandSend], bindings: list[Binding]) -> list[int]:
         name = binding.definition_name
         try:
             checked = await check_stored_run(
-                call.session,
+                session,
                 call.principal.tenant,
                 name,
                 version=binding.version,

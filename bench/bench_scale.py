@@ -21,6 +21,7 @@ from typing import Any
 
 from common import (
     bench_worker,
+    chain_definition,
     dev_server,
     history_lengths,
     machine,
@@ -72,18 +73,7 @@ def for_each(items: int, concurrency: int | None = None) -> Case:
 
 def chain(n: int) -> Case:
     """s0 -> ... -> s(n-1), each step's value the one before's output plus one."""
-    steps: dict[str, Any] = {"s0": {"uses": "noop", "with": {"value": 0}}}
-    for i in range(1, n):
-        steps[f"s{i}"] = {
-            "uses": "noop",
-            "needs": [f"s{i - 1}"],
-            "with": {"value": f"${{{{ steps.s{i - 1}.output + 1 }}}}"},
-        }
-    definition = {
-        "name": f"bench-chain-{n}",
-        "steps": steps,
-        "output": f"${{{{ steps.s{n - 1}.output }}}}",
-    }
+    definition = chain_definition(n, name=f"bench-chain-{n}")
     return Case(f"chain {n} steps", Definition.model_validate(definition), None, n - 1)
 
 

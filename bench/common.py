@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from starter.devserver import temporal_binary  # noqa: E402
-from tests.engine import start_dag  # noqa: E402
+from tests.engine import chain_definition, start_dag  # noqa: E402
 from tests.history import history_lengths  # noqa: E402
 from worker.interceptors import StepAttemptInterceptor  # noqa: E402
 from worker.worker import build_worker, sandbox_runner  # noqa: E402
@@ -48,6 +48,7 @@ from workflows.types import StepInput  # noqa: E402
 __all__ = [
     "MeteredExecutor",
     "bench_worker",
+    "chain_definition",
     "dev_server",
     "history_lengths",
     "machine",

@@ -76,3 +76,16 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def chain_definition(n: int, name: str = "long-chain") -> dict[str, Any]:
+    """s0 -> ... -> s(n-1) of `noop` steps, each passing on the one before's output plus one;
+    the output is n - 1."""
+    steps: dict[str, Any] = {"s0": {"uses": "noop", "with": {"value": 0}}}
+    for i in range(1, n):
+        steps[f"s{i}"] = {
+            "uses": "noop",
+            "needs": [f"s{i - 1}"],
+            "with": {"value": f"${{{{ steps.s{i - 1}.output + 1 }}}}"},
+        }
+    return {"name": name, "steps": steps, "output": f"${{{{ steps.s{n - 1}.output }}}}"}

@@ -7,29 +7,17 @@ These run with small limits so they stay quick; bench/bench_scale.py runs the fu
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from temporalio.client import Client
 
-from tests.engine import dag_worker, eventually, progress, start_dag
+from tests.engine import chain_definition, dag_worker, eventually, progress, start_dag
 from tests.history import history_lengths
 from tests.steps import Probe
 
 
-def chain(n: int) -> dict[str, Any]:
-    steps: dict[str, Any] = {"s0": {"uses": "noop", "with": {"value": 0}}}
-    for i in range(1, n):
-        steps[f"s{i}"] = {
-            "uses": "noop",
-            "needs": [f"s{i - 1}"],
-            "with": {"value": f"${{{{ steps.s{i - 1}.output + 1 }}}}"},
-        }
-    return {"name": "long-chain", "steps": steps, "output": f"${{{{ steps.s{n - 1}.output }}}}"}
-
-
 async def test_long_chain_continues_as_new_and_keeps_outputs(client: Client) -> None:
     async with dag_worker(client, Probe().activities()) as w:
-        handle = await start_dag(client, w, chain(60), history_limit=100)
+        handle = await start_dag(client, w, chain_definition(60), history_limit=100)
         assert await handle.result() == 59
         lengths = await history_lengths(client, handle.id, handle.first_execution_run_id or "")
         assert len(lengths) >= 3, lengths
@@ -76,7 +64,7 @@ async def test_big_for_each_runs_in_child_batches(client: Client) -> None:
 
 async def test_parked_step_survives_continue_as_new(client: Client) -> None:
     probe = Probe()
-    definition = chain(30)
+    definition = chain_definition(30)
     definition["steps"]["gate"] = {
         "uses": "boom",
         "needs": ["s29"],

@@ -39,6 +39,7 @@ from starter.api import (
     Version,
     VersionInfo,
 )
+from starter.api.bindings import BindingUpdate
 from starter.api.commands import Binding, BindingCreate, Command, CommandSend
 from starter.api.runs import Action, RunDetail, RunRef, RunSummary, RunTrace, StepErrors
 from starter.errors import PROBLEM_JSON, ApiError, ProblemDetails
@@ -394,6 +395,18 @@ class BindingsApi:
     async def get(self, binding_id: int) -> Binding:
         """One binding."""
         return await self._client.request("GET", f"{self._base}/{int(binding_id)}", Binding)
+
+    async def update(self, binding_id: int, **changes: int | None) -> Binding:
+        """Change a binding: ``version=N`` pins a version (``version=None`` unpins it),
+        ``position=N`` moves it among the scope's bindings of its type.
+
+        Raises:
+            Forbidden: A tenant key naming an instance binding.
+            Invalid: The scope cannot run that version, or a bad field.
+        """
+        body = BindingUpdate.model_construct(**changes)  # model_construct: only these are set
+        path = f"{self._base}/{int(binding_id)}"
+        return await self._client.request("PATCH", path, Binding, json_body=body)
 
     async def delete(self, binding_id: int) -> Binding:
         """Remove a binding.

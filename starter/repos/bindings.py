@@ -89,10 +89,30 @@ async def delete_binding(session: AsyncSession, owner: Owner, binding_id: int) -
         Forbidden: If a tenant names an instance binding (tenants cannot remove those).
         NotFound: If there is none.
     """
-    row = await readable(session, owner, binding_id)
-    if row.tenant_id != owner:
-        raise Forbidden(f"binding {binding_id} belongs to the instance; tenants cannot remove it")
+    row = await _own(session, owner, binding_id, "remove")
     await session.delete(row)
+    await session.flush()
+    return row
+
+
+async def update_binding(
+    session: AsyncSession,
+    owner: Owner,
+    binding_id: int,
+    changes: dict[str, int | None],
+) -> Binding:
+    """Change one of the owner's bindings: ``version`` (None unpins) and ``position``.
+
+    Raises:
+        Forbidden: If a tenant names an instance binding (tenants cannot change those).
+        NotFound: If there is none.
+    """
+    row = await _own(session, owner, binding_id, "change")
+    if "version" in changes:
+        row.version = changes["version"]
+    position = changes.get("position")
+    if position is not None:
+        row.position = position
     await session.flush()
     return row
 
@@ -140,6 +160,15 @@ async def for_command(session: AsyncSession, tenant: str, command_type: str) -> 
 def sort_key(row: Binding) -> tuple[str, int, int, int]:
     """The row's key in :func:`list_bindings` order."""
     return (row.command_type, 0 if row.tenant_id is None else 1, row.position, row.id)
+
+
+async def _own(session: AsyncSession, owner: Owner, binding_id: int, verb: str) -> Binding:
+    """One of the owner's bindings, to change or remove."""
+    row = await readable(session, owner, binding_id)
+    if row.tenant_id != owner:
+        message = f"binding {binding_id} belongs to the instance; tenants cannot {verb} it"
+        raise Forbidden(message)
+    return row
 
 
 def _owned_by(owner: Owner) -> ColumnElement[bool]:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from starter.api.bindings import BindingUpdate
 from starter.api.commands import Binding, BindingCreate, CommandType
 from starter.api.common import Page
 from starter.db.models import Binding as BindingRow
@@ -67,6 +68,18 @@ async def get_binding(call: Call[None]) -> Binding:
     return binding_model(await repo.readable(call.session, call.owner, call.path_int("binding_id")))
 
 
+async def update_binding(call: Call[BindingUpdate]) -> Binding:
+    """Change a binding's pinned version or position (403 for a tenant naming an instance
+    binding; 422 if the scope cannot run the version)."""
+    binding_id = call.path_int("binding_id")
+    row = await repo.readable(call.session, call.owner, binding_id)
+    changes = call.input.model_dump(include=call.input.model_fields_set)
+    if changes.get("version") is not None and row.tenant_id == call.owner:
+        await _runnable_definition(call, row.definition_name, changes["version"])
+    row = await repo.update_binding(call.session, call.owner, binding_id, changes)
+    return binding_model(row)
+
+
 async def delete_binding(call: Call[None]) -> Binding:
     """Remove a binding (403 for a tenant naming an instance binding)."""
     row = await repo.delete_binding(call.session, call.owner, call.path_int("binding_id"))
@@ -81,6 +94,7 @@ def binding_routes(prefix: str, access: Access) -> list[Route[Any, Any]]:
         Route("POST", base, create_binding, Binding, BindingCreate, status=201),
         Route("GET", base, list_bindings, Page[Binding], BindingQuery),
         Route("GET", one, get_binding, Binding),
+        Route("PATCH", one, update_binding, Binding, BindingUpdate),
         Route("DELETE", one, delete_binding, Binding),
     ]
     return [replace(route, access=access, tag="commands") for route in routes]
@@ -99,7 +113,7 @@ def binding_model(row: BindingRow) -> Binding:
     )
 
 
-async def _runnable_definition(call: Call[BindingCreate], name: str, version: int | None) -> None:
+async def _runnable_definition(call: Call[Any], name: str, version: int | None) -> None:
     """Check that the caller's scope can run the definition a new binding names.
 
     Raises:

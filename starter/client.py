@@ -404,7 +404,7 @@ class BindingsApi:
             Forbidden: A tenant key naming an instance binding.
             Invalid: The scope cannot run that version, or a bad field.
         """
-        body = BindingUpdate.model_construct(**changes)  # model_construct: only these are set
+        body = BindingUpdate.model_construct(None, **changes)  # unchecked: the service checks
         path = f"{self._base}/{int(binding_id)}"
         return await self._client.request("PATCH", path, Binding, json_body=body)
 

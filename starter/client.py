@@ -330,6 +330,13 @@ class DefinitionsApi:
         body = Instantiate.model_construct(name=name, params=dict(params or {}))
         return await self._client.request("POST", path, DefinitionDetail, json_body=body)
 
+    async def graph(self, name: str, *, version: int | None = None, format: str = "svg") -> str:
+        """The DAG of a definition (current or ``version``): SVG, or Mermaid text with
+        ``format="mermaid"``."""
+        params = {"version": version, "format": format}
+        answer = await self._client.send("GET", f"{self._named(name)}/graph.svg", params=params)
+        return answer.decode()
+
     def _named(self, name: str) -> str:
         return f"{self._base}/{_seg(name)}"
 
@@ -530,6 +537,13 @@ class RunsApi:
     async def trace(self, run: str) -> RunTrace:
         """Every step of a run with attempts, times, durations and last errors."""
         return await self._client.request("GET", f"{_run_path(run)}/trace", RunTrace)
+
+    async def graph(self, run: str, *, format: str = "svg") -> str:
+        """A run's DAG coloured by step status: SVG, or Mermaid text with ``format="mermaid"``."""
+        params = {"format": format}
+        return (
+            await self._client.send("GET", f"{_run_path(run)}/graph.svg", params=params)
+        ).decode()
 
     async def errors(self, *, limit: int | None = None) -> StepErrors:
         """The tenant's latest failed or needs_attention steps across runs."""

@@ -117,7 +117,10 @@ def _operation(route: Route[Any, Any], refs: Refs) -> dict[str, Any]:
             "description": HTTPStatus(route.status).phrase,
             "content": {"application/json": {"schema": output}},
         },
-        **{str(status): _problem(status, refs) for status in _error_statuses(route)},
+        **{
+            str(status): _problem(status, refs, dict(route.errors).get(status))
+            for status in _error_statuses(route)
+        },
     }
     return operation
 
@@ -130,12 +133,12 @@ def _error_statuses(route: Route[Any, Any]) -> list[int]:
         statuses.append(404)
     if route.reads_body:
         statuses += [409, 413, 415, 422]
-    return sorted({*statuses, 500, 503})
+    return sorted({*statuses, *(status for status, _ in route.errors), 500, 503})
 
 
-def _problem(status: int, refs: Refs) -> Any:
+def _problem(status: int, refs: Refs, description: str | None = None) -> Any:
     return {
-        "description": HTTPStatus(status).phrase,
+        "description": description or HTTPStatus(status).phrase,
         "content": {PROBLEM_JSON: {"schema": refs[(ProblemDetails, "serialization")]}},
     }
 

@@ -1,4 +1,4 @@
-"""Builds the Temporal Worker that runs DagRun and the step activities."""
+"""Builds the Temporal Worker that runs DagRun, DagCommand and the step activities."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from worker.interceptors import StepAttemptInterceptor
+from workflows.command import DagCommand
 from workflows.dag_run import DagForEachBatch, DagRun
 
 PASSTHROUGH = (
@@ -53,13 +54,13 @@ def build_worker(
         interceptors: Extra interceptors, run inside dagflow's own.
         max_concurrent_activities: Activities this worker runs at once.
         shutdown_grace: How long running activities get when the worker shuts down.
-        workflows: Whether this worker also runs DagRun (False for activity-only workers
-            serving a capability task queue).
+        workflows: Whether this worker also runs the workflows (DagRun, DagForEachBatch,
+            DagCommand); False for activity-only workers serving a capability task queue.
     """
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[DagRun, DagForEachBatch] if workflows else [],
+        workflows=[DagRun, DagForEachBatch, DagCommand] if workflows else [],
         activities=list(activities),
         interceptors=[StepAttemptInterceptor(), *interceptors],
         workflow_runner=sandbox_runner(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +12,9 @@ from workflows.definition import Definition
 
 WORKFLOW_TYPE = "DagRun"
 FOR_EACH_BATCH_WORKFLOW_TYPE = "DagForEachBatch"
+COMMAND_WORKFLOW_TYPE = "DagCommand"
+COMMAND_FAILED = "CommandFailed"
+"""The error type with which ``DagCommand`` fails when one of its runs did not complete."""
 DEFAULT_TASK_QUEUE = "dagflow"
 UNKNOWN_STEP = "UnknownStep"
 NOT_PARKED = "NotParked"
@@ -267,6 +270,68 @@ class ForEachBatchResult(_Model):
     outputs: dict[int, Any] = Field(default_factory=dict)
     failed: dict[int, str] = Field(default_factory=dict)
     attempts: int = 0
+
+
+class CommandRunStatus(StrEnum):
+    """Where one of a command's runs stands, as its ``DagCommand`` run sees it. A run that
+    waits or needs attention is ``running``: the command waits for it to close."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    NOT_RUN = "not_run"
+
+
+class PlannedRun(_Model):
+    """One run of a command's plan, ready to start as a child ``DagRun``."""
+
+    workflow_id: str = Field(description="'<tenant>/<definition>/<key>'.")
+    scope: Literal["instance", "tenant"]
+    binding: int
+    run: DagRunInput = Field(
+        description="What the run starts with; its input is the command's (DagCommandInput.input)."
+    )
+    execution_timeout: timedelta | None = None
+    memo: dict[str, Any] = Field(default_factory=dict)
+
+
+class DagCommandInput(_Model):
+    """What starts a ``DagCommand`` run: the command and its runs, in the order they run."""
+
+    tenant: str
+    type: str
+    id: str
+    input: Any = Field(None, description="The payload: every run's input, kept here once.")
+    runs: list[PlannedRun]
+
+
+class CommandRunState(_Model):
+    """One planned run in the ``runs`` query."""
+
+    workflow_id: str
+    definition: str
+    version: int
+    scope: Literal["instance", "tenant"]
+    binding: int
+    status: CommandRunStatus = CommandRunStatus.PENDING
+    run_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class CommandProgress(_Model):
+    """Answer of ``DagCommand``'s ``runs`` query, and its result."""
+
+    tenant: str
+    type: str
+    id: str
+    status: RunStatus = Field(description="running, completed, failed or cancelled.")
+    error: str | None = None
+    runs: list[CommandRunState]
 
 
 DagRunInput.model_rebuild()

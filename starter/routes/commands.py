@@ -1,26 +1,48 @@
-"""Commands: ``POST /v1/commands`` starts the runs bound to the command's type.
+"""Commands: ``POST /v1/commands`` runs the runs bound to the command's type, in order.
 
 A command runs its bindings in one order: the instance's first, then the tenant's, each by
 position and then creation. Every bound run is checked before any starts (definition,
-version, input against its schema), so a command that fails a check starts nothing. Then the
-runs start one after the other in that order, each under the run key ``<command id>`` (one
-binding) or ``<command id>.<n>`` (several, ``n`` from 1 in start order), with ``DagCommand``
-set to the command type. Then the command goes into the ledger with the runs it started.
+version, input against its schema), so a command that fails a check starts nothing. Each run
+has the run key ``<command id>`` (one binding) or ``<command id>.<n>`` (several, ``n`` from 1
+in order), the workflow id ``<tenant>/<definition>/<key>`` and ``DagCommand`` set to the
+command type.
 
-A repeated id starts nothing: the ledger answers the first result (200 instead of 201). If a
-request dies after starting runs and before the ledger write, its retry finds those runs by
-their deterministic workflow ids (Temporal rejects a second start under an id) and records
-them; the hash of the command in each run's memo refuses a retry with another payload.
+- One binding: its run starts at once, as ``POST /v1/runs`` would start it.
+- Several: one ``DagCommand`` run (``<tenant>/command:<id>``, :mod:`workflows.command`) runs
+  them one after another as child workflows, like the states of an AWS Step Functions
+  sequence: a run starts only when the one before it completed. If one fails, is cancelled,
+  times out or cannot start, the rest never start (``not_run``) and the command run fails with
+  ``CommandFailed``. The pinned definitions go into the command run's input, so what was
+  checked is what runs, however the store changes meanwhile.
+
+Then the command goes into the ledger with its runs. A repeated id starts nothing: the ledger
+answers the first result (200 instead of 201). If a request dies after starting and before the
+ledger write, its retry finds what it started by the deterministic workflow ids (Temporal
+rejects a second start under an id): the single run, or the command run, whose memo holds the
+plan, so the retry answers the same runs without a worker. The hash of the command in the
+memo refuses a retry with another payload. ``GET /v1/commands/{id}`` answers each run's live
+state from the command run's ``runs`` query (or by describing the runs).
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from starter import keys
 from starter.api.commands import Command, CommandRun, CommandSend, CommandType
@@ -28,11 +50,37 @@ from starter.api.common import Page
 from starter.api.definitions import Scope
 from starter.db.models import Binding, CommandRecord
 from starter.errors import Conflict, FieldError, Invalid, NotFound
+from starter.launch import RUN_TIMEOUT_MARGIN, workflow_id
 from starter.repos import bindings as binding_repo
 from starter.repos import commands as ledger
 from starter.routes.pagination import PageQuery, decode_cursor, one_page
+from starter.routes.runs import run_status
 from starter.routes.table import Call, Route, json_response
-from starter.runs import check_stored_run, request_hash, start_stored_run
+from starter.runs import (
+    REQUEST_HASH,
+    CheckedRun,
+    check_stored_run,
+    request_hash,
+    start_stored_run,
+)
+from workflows.command import command_summary, command_workflow_id
+from workflows.search_attributes import DAG_COMMAND, DAG_STATUS, TENANT_ID
+from workflows.types import (
+    COMMAND_WORKFLOW_TYPE,
+    DAG_STATUS_VALUES,
+    CommandProgress,
+    CommandRunStatus,
+    DagCommandInput,
+    DagRunInput,
+    PlannedRun,
+    RunStatus,
+)
+
+PLAN = "plan"
+"""The memo field of a command run that lists its runs (workflow id, definition, version,
+scope, binding), so a retry answers them without a worker."""
+RPC_TIMEOUT = timedelta(seconds=5)
+"""How long the ``runs`` query of a command run may take before the runs are described."""
 
 
 class CommandQuery(PageQuery):
@@ -42,7 +90,7 @@ class CommandQuery(PageQuery):
 
 
 async def send_command(call: Call[CommandSend]) -> web.Response:
-    """Start the runs bound to the command's type: the instance's bindings, then the tenant's.
+    """Run the runs bound to the command's type: the instance's bindings, then the tenant's.
 
     Answers 201 with the runs, or 200 with the first answer when the id was sent before.
     """
@@ -61,37 +109,13 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
         if not bindings:
             message = f"no binding for command type {body.type!r}"
             raise NotFound(message, errors=[FieldError(path="type", message=message)])
-        versions = await _check(session, call, bindings)
+        checked = await _check(session, call, bindings)
     client = await call.request.app[keys.TEMPORAL].client()
-    task_queue = call.request.app[keys.SETTINGS].task_queue
     memo = request_hash({"type": body.type, "id": body.id, "payload": body.payload})
-    runs: list[CommandRun] = []
-    for binding, version, key in zip(
-        bindings, versions, run_keys(body.id, len(bindings)), strict=True
-    ):
-        try:
-            async with sessions() as session:
-                ref, started = await start_stored_run(
-                    session,
-                    client,
-                    tenant,
-                    binding.definition_name,
-                    version=version,
-                    input=body.payload,
-                    key=key,
-                    command=body.type,
-                    task_queue=task_queue,
-                    request=memo,
-                    instance=binding.tenant_id is None,
-                )
-        except Invalid as error:
-            if any(e.path == "idempotency_key" for e in error.errors):
-                raise _key_in_use(error, body.id, key) from None
-            raise _cannot_run(binding, error) from None
-        except (NotFound, Conflict) as error:  # changed since the check
-            raise _cannot_run(binding, error) from None
-        run = {**ref.model_dump(), "created": started}
-        runs.append(CommandRun(**run, scope=_scope(binding), binding=binding.id))
+    if len(bindings) == 1:
+        runs = [await _start_one(call, client, bindings[0], checked[0], memo)]
+    else:
+        runs = await _start_in_order(call, client, bindings, checked, memo)
     stored = [run.model_dump(mode="json") for run in runs]
     try:
         async with sessions.begin() as session:
@@ -104,10 +128,194 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
     return json_response(answer, 201, Location=f"/v1/commands/{body.id}")
 
 
+async def _start_one(
+    call: Call[CommandSend], client: Client, binding: Binding, checked: CheckedRun, memo: str
+) -> CommandRun:
+    """Start the run of a command type's one binding, under the command id (or find it)."""
+    body = call.input
+    sessions = call.request.app[keys.SESSIONS]
+    key = body.id
+    try:
+        async with sessions() as session:
+            ref, started = await start_stored_run(
+                session,
+                client,
+                call.principal.tenant,
+                binding.definition_name,
+                version=checked.version,
+                input=body.payload,
+                key=key,
+                command=body.type,
+                task_queue=call.request.app[keys.SETTINGS].task_queue,
+                request=memo,
+                instance=binding.tenant_id is None,
+            )
+    except Invalid as error:
+        if any(e.path == "idempotency_key" for e in error.errors):
+            raise _key_in_use(str(error), body.id, key) from None
+        raise _cannot_run(binding, error) from None
+    except (NotFound, Conflict) as error:  # changed since the check
+        raise _cannot_run(binding, error) from None
+    run = {**ref.model_dump(), "created": started}
+    return CommandRun(**run, scope=_scope(binding), binding=binding.id, status="running")
+
+
+async def _start_in_order(
+    call: Call[CommandSend],
+    client: Client,
+    bindings: list[Binding],
+    checked: list[CheckedRun],
+    memo: str,
+) -> list[CommandRun]:
+    """Start the ``DagCommand`` run that runs the bound runs in order (or find it).
+
+    Raises:
+        Invalid: At ``id``: the command run holds another command (another payload), or a
+            run key is in use by a run that is not this command's.
+    """
+    body = call.input
+    tenant = call.principal.tenant
+    wid = command_workflow_id(tenant, body.id)
+    plan = [
+        PlannedRun(
+            workflow_id=workflow_id(tenant, binding.definition_name, key),
+            scope=_scope(binding),
+            binding=binding.id,
+            run=DagRunInput(
+                definition=run.definition,
+                tenant=tenant,
+                version=run.version,
+                command=body.type,
+                library=run.library,
+            ),
+            execution_timeout=run.definition.timeout + RUN_TIMEOUT_MARGIN
+            if run.definition.timeout
+            else None,
+            memo={REQUEST_HASH: memo},
+        )
+        for binding, run, key in zip(
+            bindings, checked, run_keys(body.id, len(bindings)), strict=True
+        )
+    ]
+    found = await _started_command(client, wid, memo, body.id)
+    if found is not None:
+        return found
+    for planned in plan:
+        await _refuse_key_in_use(client, planned.workflow_id, wid, body.id)
+    summary = [
+        {
+            "workflow_id": p.workflow_id,
+            "definition": p.run.definition.name,
+            "version": p.run.version,
+            "scope": p.scope,
+            "binding": p.binding,
+        }
+        for p in plan
+    ]
+    try:
+        await client.start_workflow(
+            COMMAND_WORKFLOW_TYPE,
+            DagCommandInput(
+                tenant=tenant, type=body.type, id=body.id, input=body.payload, runs=plan
+            ),
+            id=wid,
+            task_queue=call.request.app[keys.SETTINGS].task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TENANT_ID, tenant),
+                    SearchAttributePair(DAG_COMMAND, body.type),
+                    SearchAttributePair(DAG_STATUS, DAG_STATUS_VALUES[RunStatus.RUNNING]),
+                ]
+            ),
+            static_summary=command_summary(tenant, body.type, body.id),
+            memo={REQUEST_HASH: memo, PLAN: summary},
+        )
+    except WorkflowAlreadyStartedError:  # a concurrent request with the same id started it
+        found = await _started_command(client, wid, memo, body.id)
+        if found is None:
+            raise
+        return found
+    return [
+        _planned_run(entry, created=True, status="running" if n == 0 else "pending")
+        for n, entry in enumerate(summary)
+    ]
+
+
+async def _started_command(
+    client: Client, wid: str, memo: str, command_id: str
+) -> list[CommandRun] | None:
+    """The runs of the command run ``wid`` from its memo, if it was started, with their states
+    as Temporal describes them (no worker needed).
+
+    Raises:
+        Invalid: At ``id``, if the command run was started for another command.
+    """
+    try:
+        described = await client.get_workflow_handle(wid).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if await described.memo_value(REQUEST_HASH, None) != memo:
+        message = f"command {command_id!r} was started with another payload; use a new id"
+        raise Invalid(
+            f"the command run {wid} holds another command",
+            errors=[FieldError(path="id", message=message)],
+        )
+    entries = await described.memo_value(PLAN, [])
+    runs = [_planned_run(entry, created=False, status="pending") for entry in entries]
+    is_open = described.status == WorkflowExecutionStatus.RUNNING
+    return await _described_runs(client, runs, is_open)
+
+
+async def _refuse_key_in_use(
+    client: Client, run_wid: str, command_wid: str, command_id: str
+) -> None:
+    """Refuse a planned run whose workflow id is in use by a run this command did not start.
+
+    Raises:
+        Invalid: At ``id``.
+    """
+    try:
+        described = await client.get_workflow_handle(run_wid).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise
+    if described.parent_id != command_wid:  # else a concurrent request's command run started it
+        raise _key_in_use(
+            f"the workflow id {run_wid} is in use", command_id, run_wid.rsplit("/", 1)[-1]
+        )
+
+
+def _planned_run(entry: dict[str, Any], *, created: bool, status: str) -> CommandRun:
+    wid = entry["workflow_id"]
+    _, definition, key = wid.split("/", 2)
+    return CommandRun.model_validate(
+        {
+            "id": f"{definition}/{key}",
+            "definition": definition,
+            "key": key,
+            "version": entry["version"],
+            "workflow_id": wid,
+            "run_id": None,
+            "created": created,
+            "scope": entry["scope"],
+            "binding": entry["binding"],
+            "status": status,
+        }
+    )
+
+
 async def get_command(call: Call[None]) -> Command:
-    """A command in the ledger and the runs it started."""
-    row = await ledger.get(call.session, call.principal.tenant, call.path("command_id"))
-    return command_model(row)
+    """A command in the ledger and its runs, each with its live status."""
+    # A short session, so the request holds no connection while Temporal answers.
+    async with call.request.app[keys.SESSIONS]() as session:
+        row = await ledger.get(session, call.principal.tenant, call.path("command_id"))
+    command = command_model(row)
+    client = await call.request.app[keys.TEMPORAL].client()
+    return command.model_copy(update={"runs": await _live_runs(client, command)})
 
 
 async def list_commands(call: Call[CommandQuery]) -> Page[Command]:
@@ -133,22 +341,102 @@ def run_keys(command_id: str, count: int) -> list[str]:
 
 
 def command_model(row: CommandRecord, *, created: bool = False) -> Command:
-    """The API model of a ledger entry."""
+    """The API model of a ledger entry (its runs as they were when it was accepted)."""
+    runs = [CommandRun.model_validate(run) for run in row.runs]
+    # Commands with several runs recorded with statuses have a command run; older ones
+    # (recorded before DagCommand existed, without statuses) started their runs directly.
+    ordered = len(runs) > 1 and all(run.status is not None for run in runs)
     return Command(
         id=row.command_id,
         type=row.type,
         payload_hash=row.payload_hash,
         created_at=row.created_at,
         created=created,
-        runs=[CommandRun.model_validate(run) for run in row.runs],
+        workflow_id=command_workflow_id(row.tenant_id, row.command_id) if ordered else None,
+        runs=runs,
     )
 
 
+async def _live_runs(client: Client, command: Command) -> list[CommandRun]:
+    """The command's runs with their live status: from the command run's ``runs`` query, or,
+    when it does not answer in time (no worker) or there is none, by describing the runs."""
+    if command.workflow_id is None:
+        return await _described_runs(client, command.runs, None)
+    handle = client.get_workflow_handle(command.workflow_id)
+    try:
+        progress: CommandProgress = await handle.query(
+            "runs", result_type=CommandProgress, rpc_timeout=RPC_TIMEOUT
+        )
+    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+        try:
+            described = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return await _described_runs(client, command.runs, None)
+        is_open = described.status == WorkflowExecutionStatus.RUNNING
+        return await _described_runs(client, command.runs, is_open)
+    states = {state.workflow_id: state for state in progress.runs}
+    live = []
+    for run in command.runs:
+        state = states.get(run.workflow_id)
+        if state is None:
+            live.append(run)
+            continue
+        update = {"status": state.status.value, "error": state.error}
+        live.append(run.model_copy(update=update | {"run_id": state.run_id or run.run_id}))
+    return live
+
+
+async def _described_runs(
+    client: Client, runs: list[CommandRun], command_open: bool | None
+) -> list[CommandRun]:
+    """The runs with the status Temporal describes (no worker needed). A run that does not
+    exist is ``pending`` while its command run is open, else ``not_run``; without a command
+    run (``command_open`` None) it keeps the status it has."""
+
+    async def one(run: CommandRun) -> CommandRun:
+        try:
+            described = await client.get_workflow_handle(run.workflow_id).describe(
+                rpc_timeout=RPC_TIMEOUT
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            if command_open is None:
+                return run
+            status = CommandRunStatus.PENDING if command_open else CommandRunStatus.NOT_RUN
+            return run.model_copy(update={"status": status.value})
+        status = _command_status(run_status(described.status, described.typed_search_attributes))
+        return run.model_copy(update={"status": status.value, "run_id": described.run_id})
+
+    return list(await asyncio.gather(*(one(run) for run in runs)))
+
+
+def _command_status(status: RunStatus) -> CommandRunStatus:
+    """A run's status as one of a command's runs: open runs are ``running``."""
+    if status in (RunStatus.WAITING, RunStatus.NEEDS_ATTENTION):
+        return CommandRunStatus.RUNNING
+    return CommandRunStatus(status.value)
+
+
+SEND_ERRORS = (
+    (404, "No binding for the command type; the problem names it (at `type`)."),
+    (409, "A binding cannot run: its definition is deactivated or gone, its pinned version is "
+     "gone, or it is a template. Nothing starts."),
+    (422, "The payload breaks a bound definition's input schema (at `payload.<path>`, naming "
+     "the definition); or the id was sent before with another type or payload (at `type`, "
+     "`payload`); or its run keys are in use by another request or payload (at `id`). "
+     "Nothing starts."),
+)  # fmt: skip
+"""What ``POST /v1/commands`` answers when it starts nothing, for OpenAPI."""
+
 ROUTES: list[Route[Any, Any]] = [
-    Route("POST", "/v1/commands", send_command, Command, CommandSend, status=201),
+    Route("POST", "/v1/commands", send_command, Command, CommandSend, status=201,
+          errors=SEND_ERRORS),
     Route("GET", "/v1/commands", list_commands, Page[Command], CommandQuery),
     Route("GET", "/v1/commands/{command_id}", get_command, Command),
-]
+]  # fmt: skip
 
 
 def _repeat(row: CommandRecord, body: CommandSend, payload_hash: str) -> Command:
@@ -167,15 +455,15 @@ def _repeat(row: CommandRecord, body: CommandSend, payload_hash: str) -> Command
 
 async def _check(
     session: AsyncSession, call: Call[CommandSend], bindings: list[Binding]
-) -> list[int]:
-    """Check every bound run before any starts; the version each one pins.
+) -> list[CheckedRun]:
+    """Check every bound run before any starts; the pinned definition and library of each.
 
     Raises:
         Invalid: Every way the payload breaks a bound definition's input schema.
         Conflict: A binding that cannot run (its definition is gone, deactivated, a template).
     """
     body = call.input
-    versions: list[int] = []
+    runs: list[CheckedRun] = []
     problems: list[FieldError] = []
     for binding in bindings:
         name = binding.definition_name
@@ -199,13 +487,13 @@ async def _check(
             continue
         except (NotFound, Conflict) as error:
             raise _cannot_run(binding, error) from None
-        versions.append(checked.version)
+        runs.append(checked)
     if problems:
         raise Invalid(
             f"the payload breaks the input schema of a definition bound to {body.type!r}",
             errors=problems,
         )
-    return versions
+    return runs
 
 
 def _cannot_run(binding: Binding, error: Exception) -> Conflict:
@@ -216,10 +504,10 @@ def _cannot_run(binding: Binding, error: Exception) -> Conflict:
     )
 
 
-def _key_in_use(error: Invalid, command_id: str, key: str) -> Invalid:
+def _key_in_use(reason: str, command_id: str, key: str) -> Invalid:
     message = f"the run key {key!r} is in use by another request; send the command with a new id"
     return Invalid(
-        f"command {command_id!r}: {error}", errors=[FieldError(path="id", message=message)]
+        f"command {command_id!r}: {reason}", errors=[FieldError(path="id", message=message)]
     )
 
 

@@ -59,6 +59,7 @@ from starter.routes.pagination import decode_cursor, encode_cursor
 from starter.routes.table import Call, PathParam, Route, json_response
 from starter.runs import REQUEST_HASH, existing_run, request_hash, start_stored_run, started_ref
 from starter.temporal import RETRY_AFTER
+from workflows.command import command_workflow_id
 from workflows.search_attributes import DAG_COMMAND, DAG_NAME, DAG_STATUS, DAG_VERSION, TENANT_ID
 from workflows.types import (
     DAG_STATUS_VALUES,
@@ -141,9 +142,11 @@ def runs_query(
     started_before: datetime | None = None,
     statuses: tuple[str, ...] = (),
 ) -> str:
-    """The visibility query of a tenant's top-level runs (child runs of ``workflow`` steps
-    are left out). Temporal lists open runs first, then closed ones by close time, newest
-    first (``ORDER BY`` needs advanced visibility, which the SQLite dev server lacks).
+    """The visibility query of a tenant's runs: top-level runs and the runs of commands (the
+    children of ``DagCommand`` runs, ``<tenant>/command:<id>``), but not the child runs of
+    ``workflow`` steps nor the command runs themselves. Temporal lists open runs first, then
+    closed ones by close time, newest first (``ORDER BY`` needs advanced visibility, which the
+    SQLite dev server lacks).
 
     Args:
         tenant: Always part of the query.
@@ -156,7 +159,8 @@ def runs_query(
     clauses = [
         f"TenantId = {literal(tenant)}",
         f"WorkflowType = {literal(WORKFLOW_TYPE)}",
-        "ParentWorkflowId IS NULL",
+        "(ParentWorkflowId IS NULL OR ParentWorkflowId STARTS_WITH "
+        f"{literal(command_workflow_id(tenant, ''))})",
     ]
     if definition is not None:
         clauses.append(f"DagName = {literal(definition)}")

@@ -147,6 +147,8 @@ class Route(Generic[In, Out]):
         access: Who may call it.
         tag: The OpenAPI tag that groups it.
         headers: Request headers the handler reads (optional ones), by name, for OpenAPI.
+        errors: Error answers the route gives, by status, with what each means, for OpenAPI
+            (on top of those every route of its kind may give).
     """
 
     method: str
@@ -158,6 +160,7 @@ class Route(Generic[In, Out]):
     access: Access = "tenant"
     tag: str = "definitions"
     headers: tuple[tuple[str, PathParam], ...] = ()
+    errors: tuple[tuple[int, str], ...] = ()
 
     TRANSACTIONAL: ClassVar[frozenset[Access]] = frozenset({"tenant", "instance"})
 

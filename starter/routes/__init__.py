@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starter.routes import commands, health, instance, runs
+from starter.routes import commands, graph, health, instance, runs
 from starter.routes.bindings import binding_routes
 from starter.routes.definitions import definition_routes
 from starter.routes.table import Call, Route
@@ -22,6 +22,7 @@ ROUTES: list[Route[Any, Any]] = [
     *binding_routes("/v1", "tenant"),
     *commands.ROUTES,
     *runs.ROUTES,
+    *graph.ROUTES,
 ]
 
 __all__ = ["ROUTES", "Call", "Route"]

@@ -1,7 +1,8 @@
 """Representative runs whose histories are kept under tests/histories and replayed.
 
 Each scenario drives one run to its end and returns the run's handle. `python -m
-tests.scenarios` records them all afresh (on its own dev server) into tests/histories.
+tests.scenarios` records them all afresh (on its own dev server) into tests/histories;
+`python -m tests.scenarios NAME...` records only those (a new scenario), leaving the others.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Worker
@@ -162,6 +165,57 @@ async def child(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def command(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    """A DagCommand run: the first run completes, the second fails, the third never starts."""
+    from workflows.command import command_workflow_id
+    from workflows.definition import Definition
+    from workflows.types import COMMAND_WORKFLOW_TYPE, DagCommandInput, DagRunInput, PlannedRun
+
+    tenant, command_id = "acme", f"c-{uuid.uuid4().hex[:8]}"
+    bound: list[tuple[Literal["instance", "tenant"], dict[str, Any]]] = [
+        ("instance", {"name": "audit", "steps": {"a": {"uses": "noop", "with": {"value": 1}}}}),
+        (
+            "tenant",
+            {
+                "name": "strict",
+                "steps": {
+                    "check": {
+                        "uses": "validate",
+                        "with": {"value": "${{ input.n }}", "schema": {"type": "string"}},
+                    }
+                },
+            },
+        ),
+        ("tenant", {"name": "ship", "steps": {"a": {"uses": "noop"}}}),
+    ]
+    plan = [
+        PlannedRun(
+            workflow_id=f"{tenant}/{definition['name']}/{command_id}.{n}",
+            scope=scope,
+            binding=n,
+            run=DagRunInput(
+                definition=Definition.model_validate(definition),
+                tenant=tenant,
+                version=1,
+                command="order.created",
+            ),
+            memo={"request_hash": "0" * 64},
+        )
+        for n, (scope, definition) in enumerate(bound, 1)
+    ]
+    handle = await client.start_workflow(
+        COMMAND_WORKFLOW_TYPE,
+        DagCommandInput(
+            tenant=tenant, type="order.created", id=command_id, input={"n": 1}, runs=plan
+        ),
+        id=command_workflow_id(tenant, command_id),
+        task_queue=worker.task_queue,
+    )
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "parallel": parallel,
     "for_each": for_each,
@@ -169,6 +223,7 @@ SCENARIOS: dict[str, Scenario] = {
     "continue_as_new": continue_as_new,
     "failure": failure,
     "child": child,
+    "command": command,
 }
 
 
@@ -191,8 +246,8 @@ async def histories_of(client: Client, handle: WorkflowHandle[Any, Any]) -> list
     return out
 
 
-async def record() -> None:
-    """Run every scenario on a fresh dev server and store the histories."""
+async def record(names: list[str]) -> None:
+    """Run the named scenarios on a fresh dev server and store their histories."""
     from temporalio.testing import WorkflowEnvironment
 
     from starter.devserver import temporal_binary
@@ -208,8 +263,8 @@ async def record() -> None:
     )
     try:
         async with dag_worker(env.client, Probe().activities()) as worker:
-            for name, scenario in SCENARIOS.items():
-                handle = await scenario(env.client, worker)
+            for name in names:
+                handle = await SCENARIOS[name](env.client, worker)
                 for i, history in enumerate(await histories_of(env.client, handle)):
                     stored = {"workflow_id": history.workflow_id, "history": history.to_json_dict()}
                     (HISTORIES / f"{name}.{i}.json").write_text(json.dumps(stored))
@@ -219,7 +274,12 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
+    wanted = sys.argv[1:] or list(SCENARIOS)
+    unknown = sorted(set(wanted) - set(SCENARIOS))
+    if unknown:
+        sys.exit(f"no scenario {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     HISTORIES.mkdir(exist_ok=True)
-    for old in HISTORIES.glob("*.json"):
-        old.unlink()
-    asyncio.run(record())
+    for name in wanted:
+        for old in HISTORIES.glob(f"{name}.*.json"):
+            old.unlink()
+    asyncio.run(record(wanted))

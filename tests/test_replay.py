@@ -15,6 +15,7 @@ from tests.scenarios import HISTORIES, SCENARIOS, histories_of
 from tests.steps import Probe
 from worker.client import DATA_CONVERTER
 from worker.worker import sandbox_runner
+from workflows.command import DagCommand
 from workflows.dag_run import DagForEachBatch, DagRun
 
 
@@ -31,7 +32,7 @@ async def replay(histories: list[WorkflowHistory]) -> dict[str, str]:
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=[DagRun, DagForEachBatch],
+        workflows=[DagRun, DagForEachBatch, DagCommand],
         data_converter=DATA_CONVERTER,
         workflow_runner=sandbox_runner(),
     )

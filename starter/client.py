@@ -431,14 +431,17 @@ class CommandsApi:
         self._client = client
 
     async def send(self, type: str, id: str, payload: Any = None) -> Command:
-        """Send a command: its bound runs start, the instance's bindings first.
+        """Send a command: its bound runs run one after another, the instance's bindings
+        first, each after the one before completed (``Command.workflow_id`` is the command
+        run that runs them; None for a single binding, whose run starts at once).
 
         A repeated ``id`` starts nothing and returns the first answer (``created`` False).
 
         Raises:
             NotFound: No binding for ``type``.
             Invalid: The payload breaks a bound definition's input schema (every violation
-                in ``errors``), or ``id`` was sent before with another type or payload.
+                in ``errors``), or ``id`` was sent before with another type or payload, or
+                its run keys are in use by another request (at ``id``).
             Conflict: A binding cannot run (its definition is deactivated or gone).
         """
         body = CommandSend.model_construct(type=type, id=id, payload=payload)
@@ -446,7 +449,7 @@ class CommandsApi:
         return await self._client.request("POST", "/v1/commands", Command, text=text)
 
     async def get(self, command_id: str) -> Command:
-        """A command in the ledger and the runs it started."""
+        """A command in the ledger and its runs, each with its live ``status``."""
         return await self._client.request("GET", f"/v1/commands/{_seg(command_id)}", Command)
 
     async def list(

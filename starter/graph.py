@@ -209,7 +209,7 @@ PAD_X, PAD_Y = 12.0, 8.0
 MIN_WIDTH = 72.0
 H_GAP = 28.0
 """Least gap between two boxes of a layer."""
-V_GAP = 56.0
+V_GAP = 44.0
 """Least gap between layers: room for the curves and the arrowheads."""
 V_GAP_MAX = 160.0
 STEEPNESS = 0.12

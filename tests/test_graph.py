@@ -32,6 +32,7 @@ from starter.graph import (
     Layout,
     Node,
     graph_of,
+    layers_of,
     layout,
     render_mermaid,
     render_svg,
@@ -568,3 +569,15 @@ def test_unique_ids_are_kept_by_the_svg() -> None:
     ids = [f"step_{uuid.uuid4().hex[:6]}" for _ in range(5)]
     graph = Graph(nodes=tuple(Node(i, "k") for i in ids), edges=())
     assert list(nodes_of(render_svg(graph))) == ids
+
+
+def test_graphs_the_validator_would_refuse_still_draw() -> None:
+    cycle = Graph(
+        nodes=(Node("a", "k"), Node("b", "k"), Node("c", "k")),
+        edges=(Edge("a", "b"), Edge("b", "c"), Edge("c", "b"), Edge("c", "gone")),
+    )
+    assert layers_of(cycle) == {"a": 0, "b": 1, "c": 2}
+    assert set(nodes_of(render_svg(cycle))) == {"a", "b", "c"}
+    empty = Graph(nodes=(), edges=())
+    assert nodes_of(render_svg(empty)) == {}
+    assert render_mermaid(empty) == "flowchart TD\n"

@@ -157,7 +157,10 @@ async def _start_one(
     except (NotFound, Conflict) as error:  # changed since the check
         raise _cannot_run(binding, error) from None
     run = {**ref.model_dump(), "created": started}
-    return CommandRun(**run, scope=_scope(binding), binding=binding.id, status="running")
+    answer = CommandRun(**run, scope=_scope(binding), binding=binding.id, status="running")
+    if not started:  # a retry after a lost ledger write: the run may have closed since
+        [answer] = await _described_runs(client, [answer], None)
+    return answer
 
 
 async def _start_in_order(
@@ -200,8 +203,7 @@ async def _start_in_order(
     found = await _started_command(client, wid, memo, body.id)
     if found is not None:
         return found
-    for planned in plan:
-        await _refuse_key_in_use(client, planned.workflow_id, wid, body.id)
+    await asyncio.gather(*(_refuse_key_in_use(client, p.workflow_id, wid, body.id) for p in plan))
     summary = [
         {
             "workflow_id": p.workflow_id,

@@ -60,7 +60,8 @@ def _schemas(routes: list[Route[Any, Any]]) -> tuple[Refs, dict[str, Any]]:
         (ProblemDetails, "serialization"): None
     }
     for route in routes:
-        wanted[(route.output, "serialization")] = None
+        if not route.media_types:
+            wanted[(route.output, "serialization")] = None
         body = _model(route.input)
         if body is not None and route.reads_body:
             wanted[(body, "validation")] = None
@@ -111,18 +112,23 @@ def _operation(route: Route[Any, Any], refs: Refs) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": schema}},
         }
-    output = refs[(route.output, "serialization")]
+    if route.media_types:
+        text = {"type": "string", "description": _description(route.output)}
+        content = {media_type: {"schema": text} for media_type in route.media_types}
+    else:
+        content = {"application/json": {"schema": refs[(route.output, "serialization")]}}
     operation["responses"] = {
-        str(route.status): {
-            "description": HTTPStatus(route.status).phrase,
-            "content": {"application/json": {"schema": output}},
-        },
+        str(route.status): {"description": HTTPStatus(route.status).phrase, "content": content},
         **{
             str(status): _problem(status, refs, dict(route.errors).get(status))
             for status in _error_statuses(route)
         },
     }
     return operation
+
+
+def _description(model: Any) -> str:
+    return " ".join((getattr(model, "__doc__", None) or "").split())
 
 
 def _error_statuses(route: Route[Any, Any]) -> list[int]:

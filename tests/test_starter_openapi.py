@@ -50,6 +50,10 @@ async def test_the_document_is_valid_openapi_3_1(starter: Starter) -> None:
         "scope",
     }
     assert document["paths"]["/healthz"]["get"]["security"] == []
+    picture = document["paths"]["/v1/runs/{definition}/{key}/graph.svg"]["get"]
+    assert set(picture["responses"]["200"]["content"]) == {"image/svg+xml", "text/plain"}
+    bindings = document["paths"]["/v1/bindings/{binding_id}"]
+    assert {"get", "patch", "delete"} <= set(bindings)
 
 
 def test_every_path_parameter_is_declared_once() -> None:

@@ -87,6 +87,7 @@ def definition_graph_routes(prefix: str, access: Access) -> list[Route[Any, Any]
         definition_graph,
         GraphPicture,
         DefinitionGraphQuery,
+        media_types=(SVG, MERMAID),
     )
     return [replace(route, access=access)]
 
@@ -94,6 +95,14 @@ def definition_graph_routes(prefix: str, access: Access) -> list[Route[Any, Any]
 ROUTES: list[Route[Any, Any]] = [
     *definition_graph_routes("/v1/instance", "instance"),
     *definition_graph_routes("/v1", "tenant"),
-    Route("GET", f"{RUN}/graph.svg", run_graph, GraphPicture, GraphQuery, tag="runs"),
+    Route(
+        "GET",
+        f"{RUN}/graph.svg",
+        run_graph,
+        GraphPicture,
+        GraphQuery,
+        tag="runs",
+        media_types=(SVG, MERMAID),
+    ),
 ]
 """The graph routes: definitions (tenant and instance keys) and runs (tenant keys)."""

@@ -149,6 +149,8 @@ class Route(Generic[In, Out]):
         headers: Request headers the handler reads (optional ones), by name, for OpenAPI.
         errors: Error answers the route gives, by status, with what each means, for OpenAPI
             (on top of those every route of its kind may give).
+        media_types: The media types of a successful answer; a JSON answer when empty, else
+            text of those types (the handler returns a ready ``web.Response``).
     """
 
     method: str
@@ -161,6 +163,7 @@ class Route(Generic[In, Out]):
     tag: str = "definitions"
     headers: tuple[tuple[str, PathParam], ...] = ()
     errors: tuple[tuple[int, str], ...] = ()
+    media_types: tuple[str, ...] = ()
 
     TRANSACTIONAL: ClassVar[frozenset[Access]] = frozenset({"tenant", "instance"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from starter.client import DagflowClient
+from tests.engine import eventually
 from worker.main import http_client, make_worker
 from worker.settings import Settings
 
@@ -193,21 +196,143 @@ async def test_worker_process_runs_dags_and_stops_on_sigterm(
     assert "shutting down" in log
 
 
-async def test_dev_once_runs_the_example_end_to_end(tmp_path: Path) -> None:
-    port, ui = free_port(), free_port()
-    code, out, err = await dagflow(
-        "dev", "--once", "--port", str(port), "--ui-port", str(ui), "--shop-port", str(free_port()),
-        "--data-dir", str(tmp_path / "d"), within=180,
-    )  # fmt: skip
-    assert code == 0, err
-    assert '"reserved": 3' in out
-    assert f"http://127.0.0.1:{ui}/namespaces/default/workflows/demo%2Forder-fulfilment%2F" in out
-    assert (tmp_path / "d" / "temporal.db").exists()
+# --- dagflow dev -------------------------------------------------------------------------------
 
+
+def dev_ports() -> list[str]:
+    """`dagflow dev` flags for four free ports."""
+    flags = ["--port", "--ui-port", "--api-port", "--demo-port"]
+    return [arg for flag in flags for arg in (flag, str(free_port()))]
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that name ``path``: the data folder (`dagflow dev` and
+    the temporal dev server it starts), or the temporal database (only the dev server)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path) in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def printed(out: str, label: str) -> str:
+    """The value `dagflow dev` printed after ``label`` (the first word of that line)."""
+    match = re.search(rf"^{re.escape(label)}\s+(\S+)", out, re.M)
+    assert match, f"no {label!r} line in:\n{out}"
+    return match.group(1)
+
+
+async def test_dev_once_starts_the_stack_runs_an_example_through_the_starter_and_stops(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    ports = dev_ports()
+    code, out, err = await dagflow("dev", "--once", *ports, "--data-dir", str(data), within=180)
+    assert code == 0, err
+    port, ui, api, demo = ports[1::2]
+    assert printed(out, "Temporal") == f"127.0.0.1:{port}"
+    assert printed(out, "Web UI") == f"http://127.0.0.1:{ui}"
+    assert printed(out, "API") == f"http://127.0.0.1:{api}/v1"
+    assert printed(out, "OpenAPI") == f"http://127.0.0.1:{api}/v1/openapi.json"
+    assert printed(out, "Credentials") == str(data / "credentials.json")
+    assert printed(out, "Demo shop") == f"http://127.0.0.1:{demo}/shop"
+    assert "Definitions  6 examples in tenant demo (new: daily-close v1," in out
+    assert '"outcome": "fulfilled"' in out and '"approved_by": {' in out
+    link = f"http://127.0.0.1:{ui}/namespaces/default/workflows/demo%2Forder-fulfilment%2F"
+    assert f"See it in the Web UI: {link}" in out
+    assert (data / "temporal.db").exists() and (data / "dagflow.db").exists()
+    credentials = data / "credentials.json"
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    stored = json.loads(credentials.read_text())
+    assert stored["api_url"] == f"http://127.0.0.1:{api}" and stored["tenant"] == "demo"
+    assert stored["api_key"].startswith("dfk_")
+    assert (data / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert processes_using(data) == []
+
+
+async def test_dev_restart_keeps_key_and_definitions_serves_the_api_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    code, _, err = await dagflow("dev", "--once", *dev_ports(), "--data-dir", str(data), within=180)
+    assert code == 0, err
+    first_key = json.loads((data / "credentials.json").read_text())["api_key"]
+
+    proc = await asyncio.create_subprocess_exec(
+        DAGFLOW, "dev", *dev_ports(), "--data-dir", str(data),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    out = ""
+    try:
+        while "The stack is up" not in out:
+            line = await asyncio.wait_for(proc.stdout.readline(), 180)
+            assert line, f"dagflow dev ended early:\n{out}{(await proc.stderr.read()).decode()}"
+            out += line.decode()
+        assert "Definitions  6 examples in tenant demo (unchanged)" in out
+        assert '"outcome": "fulfilled"' in out
+        stored = json.loads((data / "credentials.json").read_text())
+        assert stored["api_key"] == first_key, "a restart keeps the key that still works"
+        assert processes_using(data / "temporal.db"), "the temporal dev server runs"
+        async with DagflowClient(stored["api_url"], stored["api_key"]) as demo:
+            names = [d.name async for d in demo.definitions.iterate()]
+            assert names == [
+                "daily-close", "etl-orders", "ledger-sync", "order-fulfilment",
+                "shipping-quote", "webhook-fanout",
+            ]  # fmt: skip
+            assert (await demo.definitions.get("order-fulfilment")).current_version == 1
+            runs = [r async for r in demo.runs.iterate(definition="order-fulfilment")]
+            assert len(runs) == 2 and {r.status for r in runs} == {"completed"}
+            assert (await demo.openapi())["openapi"].startswith("3.1")
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 60)
+    assert proc.returncode == 0, (await proc.stderr.read()).decode()
+    assert processes_using(data) == [], "everything dagflow dev started has stopped"
+
+
+async def test_dev_stops_what_it_started_when_signalled_during_start_up(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    proc = await asyncio.create_subprocess_exec(
+        DAGFLOW, "dev", *dev_ports(), "--data-dir", str(data),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+    async def temporal_started() -> bool:
+        return bool(processes_using(data / "temporal.db"))
+
+    try:
+        await eventually(temporal_started, within=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    assert processes_using(data) == []
+
+
+async def test_dev_refuses_ports_in_use_before_starting_anything(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = str(taken.getsockname()[1])
-        code, _, err = await dagflow("dev", "--once", "--port", busy, "--data-dir", str(tmp_path))
-    assert code == 2
-    assert f"port {busy} on 127.0.0.1 is already in use" in err
+        for flag in ("--port", "--api-port", "--demo-port"):
+            ports = dev_ports()
+            ports[ports.index(flag) + 1] = busy
+            data = tmp_path / flag.strip("-")
+            code, out, err = await dagflow("dev", "--once", *ports, "--data-dir", str(data))
+            assert code == 2, (flag, out, err)
+            assert f"port {busy} on 127.0.0.1 is already in use ({flag})" in err
+            assert "Traceback" not in err and out == ""
+            assert not data.exists(), "nothing started, nothing written"
+    ports = dev_ports()
+    ports[ports.index("--api-port") + 1] = ports[ports.index("--port") + 1]
+    code, _, err = await dagflow("dev", "--once", *ports, "--data-dir", str(tmp_path / "twice"))
+    assert code == 2 and "--api-port" in err and "is also --port" in err

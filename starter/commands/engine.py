@@ -11,7 +11,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -19,8 +19,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as RunTimeoutError
 
-from starter import demo
-from starter.devserver import PortInUseError, check_port_free, start_dev_server
+from starter.devserver import PortInUseError, start_dev_server
 from starter.files import DefinitionFileError, known_kinds, read_definition, resolve_library
 from starter.inputs import input_problems
 from starter.launch import start_run
@@ -28,6 +27,9 @@ from worker.client import connect
 from worker.main import run_worker
 from worker.settings import Settings
 from workflows.definition import Definition
+
+if TYPE_CHECKING:
+    from starter.client import DagflowClient
 
 OK, RUN_FAILED, BAD_INPUT, UNREACHABLE = 0, 1, 2, 3
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -272,70 +274,151 @@ def report(
 
 # --- dagflow dev -------------------------------------------------------------------------------
 
+DEV_EXAMPLE = "order-fulfilment"
+DEV_ORDER = "A-1002"
+"""The example ``dagflow dev`` runs through the starter: an order that waits for approval."""
+
 
 @click.command("dev")
 @click.option("--port", default=7233, show_default=True, help="Temporal frontend port.")
 @click.option("--ui-port", default=8233, show_default=True, help="Temporal Web UI port.")
+@click.option("--api-port", default=8080, show_default=True, help="Starter service (API) port.")
+@click.option(
+    "--demo-port", default=8288, show_default=True, help="Demo services (shop, hooks, ...) port."
+)
 @click.option(
     "--data-dir",
     default=".dagflow",
     show_default=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where Temporal keeps its SQLite state.",
+    help="Where Temporal, the starter's database and the credentials are kept.",
 )
-@click.option("--shop-port", default=8288, show_default=True, help="Demo shop API port.")
 @click.option("--once", is_flag=True, help="Stop after the example run instead of staying up.")
-def dev_cmd(port: int, ui_port: int, shop_port: int, data_dir: Path, once: bool) -> None:
-    """Start a local stack and run an example to completion.
+def dev_cmd(
+    port: int, ui_port: int, api_port: int, demo_port: int, data_dir: Path, once: bool
+) -> None:
+    """Start the whole stack locally and run an example through it.
 
-    Starts `temporal server start-dev` (state in DATA_DIR/temporal.db, dagflow's search
-    attributes registered, Web UI on), a worker, and a demo shop API on 127.0.0.1; then runs
-    examples/order-fulfilment.yaml and prints its output and where to see it in the Web UI.
-    Stays up until Ctrl-C (or stops right away with --once), stopping everything it started.
+    Starts `temporal server start-dev` (state in DATA_DIR/temporal.db, Web UI on), a worker,
+    the demo services the examples call (on 127.0.0.1), and the starter service (SQLite in
+    DATA_DIR/dagflow.db). It creates the tenant `demo` with an API key, written to
+    DATA_DIR/credentials.json (mode 0600) for the CLI, and stores examples/ as the tenant's
+    definitions (new versions when they changed). Then it runs the order-fulfilment example
+    through the starter, approves it, and prints its output and where to see it in the Web UI.
+    It stays up until Ctrl-C or SIGTERM (or stops at once with --once), stopping everything
+    it started. Every port is checked first: a port in use exits 2, starting nothing.
 
     \b
     Example:
-      dagflow dev --port 7233 --ui-port 8233
+      dagflow dev --port 7233 --ui-port 8233 --api-port 8080 --demo-port 8288
     """
-    try:
-        code = asyncio.run(_dev(port, ui_port, shop_port, data_dir, once))
-    except KeyboardInterrupt:
-        code = OK
-    sys.exit(code)
+    ports = {"--port": port, "--ui-port": ui_port, "--api-port": api_port}
+    ports["--demo-port"] = demo_port
+    sys.exit(asyncio.run(_dev(ports, data_dir, once)))
 
 
-async def _dev(port: int, ui_port: int, shop_port: int, data_dir: Path, once: bool) -> int:
+async def _dev(ports: dict[str, int], data_dir: Path, once: bool) -> int:
+    """Check the ports, then run the stack until it is done or a signal stops it."""
+    from starter import devstack
+
     try:
-        check_port_free("127.0.0.1", shop_port)
-        server = await start_dev_server(data_dir, port=port, ui_port=ui_port)
+        devstack.check_ports(ports)
     except PortInUseError as e:
-        fail(BAD_INPUT, f"{e}: stop what uses it, or pass --port/--ui-port/--shop-port")
-    shop, shop_url = await demo.start(port=shop_port)
-    settings = Settings(temporal_address=server.address, allowed_networks=["127.0.0.0/8"])
-    stop = asyncio.Event()
+        fail(BAD_INPUT, f"dagflow dev cannot start: {e}.\nStop what uses it, or pick other ports.")
+    main = asyncio.current_task()
+    assert main is not None
     loop = asyncio.get_running_loop()
+    stopping: list[int] = []
+
+    def stop(sig: int) -> None:
+        if not stopping:
+            stopping.append(sig)
+            click.echo("\nStopping ...", err=True)
+            main.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    client = await _connect_when_ready(settings)
-    worker = asyncio.create_task(run_worker(settings, stop=stop))
+        loop.add_signal_handler(sig, stop, sig)
     try:
-        click.echo(f"Temporal   {server.address}  (state in {data_dir / 'temporal.db'})")
-        click.echo(f"Web UI     {server.ui_url}")
-        click.echo(f"Demo shop  {shop_url}  (the worker may reach 127.0.0.0/8 in dev)")
-        code = await _demo_run(client, settings, server.ui_url, shop_url)
-        if not once:
-            click.echo(
-                "\nThe stack is up: run more with `dagflow run FILE --wait`. Ctrl-C stops it."
-            )
-            await stop.wait()
-        return code
+        return await _dev_stack(ports, data_dir, once)
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        main.uncancel()
+        return OK
     finally:
-        stop.set()
-        await asyncio.gather(worker, return_exceptions=True)
-        await shop.cleanup()
-        await server.stop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _dev_stack(ports: dict[str, int], data_dir: Path, once: bool) -> int:
+    """Start everything (each piece stopped on the way out, in reverse), then run the example."""
+    import secrets
+
+    from starter import demo, devstack
+    from starter.client import DagflowClient
+
+    async with contextlib.AsyncExitStack() as stack:
+        server = await start_dev_server(data_dir, port=ports["--port"], ui_port=ports["--ui-port"])
+        stack.push_async_callback(server.stop)
+        secrets_file, webhook_secret = devstack.webhook_secret(data_dir)
+        services = await demo.start(webhook_secret=webhook_secret, port=ports["--demo-port"])
+        stack.push_async_callback(services.stop)
+        settings = Settings(
+            temporal_address=server.address,
+            allowed_networks=["127.0.0.0/8"],
+            secrets_file=str(secrets_file),
+            shutdown_grace=2,
+        )
+        client = await _connect_when_ready(settings)
+        worker_stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop=worker_stop))
+        stack.push_async_callback(_stop_worker, worker, worker_stop)
+        instance_key = f"dev-{secrets.token_urlsafe(24)}"
+        api_settings = devstack.service_settings(
+            data_dir,
+            port=ports["--api-port"],
+            temporal_address=server.address,
+            instance_key=instance_key,
+        )
+        api, api_url = await devstack.start_api(api_settings)
+        stack.push_async_callback(api.cleanup)
+        credentials = await devstack.demo_tenant(api_url, instance_key, data_dir)
+        tenant = await stack.enter_async_context(DagflowClient(api_url, credentials.api_key))
+        examples = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml"))
+        loaded = await devstack.load_definitions(tenant, examples)
+
+        click.echo(f"Temporal     {server.address}  (state in {data_dir / 'temporal.db'})")
+        click.echo(f"Web UI       {server.ui_url}")
+        click.echo(f"API          {api_url}/v1  (tenant {credentials.tenant})")
+        click.echo(f"OpenAPI      {api_url}/v1/openapi.json")
+        click.echo(
+            f"Credentials  {data_dir / devstack.CREDENTIALS_FILE}  "
+            "(the demo tenant's API key; the dagflow CLI reads it)"
+        )
+        click.echo(f"Database     {data_dir / devstack.DATABASE_FILE}")
+        for name, url in services.urls().items():
+            click.echo(f"Demo {name.removesuffix('_url'):<8}{url}")
+        click.echo(f"Worker       task queue {settings.task_queue}, may reach 127.0.0.0/8")
+        changed = [f"{d.name} v{d.version}" for d in loaded if d.created]
+        click.echo(
+            f"Definitions  {len(loaded)} examples in tenant {credentials.tenant}"
+            + (f" (new: {', '.join(changed)})" if changed else " (unchanged)")
+        )
+        code = await _dev_example_run(client, tenant, services.urls(), server.ui_url)
+        if not once:
+            click.echo(
+                "\nThe stack is up. Run more with `dagflow run FILE --wait` or through the API"
+                " (see docs/examples.md). Ctrl-C stops it."
+            )
+            sys.stdout.flush()
+            await asyncio.Event().wait()
+        return code
+    raise AssertionError("unreachable")
+
+
+async def _stop_worker(worker: asyncio.Task[None], stop: asyncio.Event) -> None:
+    stop.set()
+    await asyncio.gather(worker, return_exceptions=True)
 
 
 async def _connect_when_ready(settings: Settings) -> Client:
@@ -347,18 +430,20 @@ async def _connect_when_ready(settings: Settings) -> Client:
     fail(UNREACHABLE, f"Temporal at {settings.temporal_address} did not answer")
 
 
-async def _demo_run(client: Client, settings: Settings, ui_url: str, shop_url: str) -> int:
-    definition = read_definition(EXAMPLES / "order-fulfilment.yaml")
-    handle, _ = await start_run(
-        client,
-        definition,
-        {"order_id": "A-1001", "shop_url": shop_url},
-        task_queue=settings.task_queue,
-        tenant="demo",
-    )
-    click.echo(f"\nRunning    {definition.name} as {handle.id} ...")
-    code = await wait_and_report(handle, as_json=False)
-    link = f"{ui_url}/namespaces/default/workflows/{urllib.parse.quote(handle.id, safe='')}"
+async def _dev_example_run(
+    client: Client, tenant: DagflowClient, urls: dict[str, str], ui_url: str
+) -> int:
+    """Run the order-fulfilment example as a run of the demo tenant, through the starter:
+    start it, send the approval it waits for, and wait for its output."""
+    run_input = {"order_id": DEV_ORDER, "shop_url": urls["shop_url"]}
+    ref = await tenant.runs.start(DEV_EXAMPLE, run_input)
+    click.echo(f"\nRunning      {DEV_EXAMPLE} v{ref.version} (POST /v1/runs): {ref.workflow_id}")
+    click.echo(f"             input {json.dumps(run_input)}")
+    await tenant.runs.send(ref.id, "approved", {"by": "dagflow dev"})
+    click.echo(f"Approving    POST /v1/runs/{ref.id}/events (event 'approved')")
+    sys.stdout.flush()
+    code = await wait_and_report(client.get_workflow_handle(ref.workflow_id), as_json=False)
+    link = f"{ui_url}/namespaces/default/workflows/{urllib.parse.quote(ref.workflow_id, safe='')}"
     click.echo(f"\nSee it in the Web UI: {link}")
     click.echo(
         f'Runs of tenant demo:  {ui_url}/namespaces/default/workflows?query=TenantId%3D"demo"'

@@ -93,6 +93,11 @@ def webhook_secret(data_dir: Path) -> tuple[Path, str]:
     return path, value
 
 
+def new_instance_key() -> str:
+    """A bootstrap instance key for one ``dagflow dev`` session (never stored)."""
+    return f"dev-{secrets.token_urlsafe(24)}"
+
+
 def service_settings(
     data_dir: Path, *, port: int, temporal_address: str, instance_key: str
 ) -> ServiceSettings:

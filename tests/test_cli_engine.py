@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from starter import devstack
 from starter.client import DagflowClient
+from starter.commands.engine import EXAMPLES
 from tests.engine import eventually
+from tests.starter import INSTANCE_KEY, Databases, running, service_settings
 from worker.main import http_client, make_worker
 from worker.settings import Settings
 
@@ -336,3 +339,36 @@ async def test_dev_refuses_ports_in_use_before_starting_anything(tmp_path: Path)
     ports[ports.index("--api-port") + 1] = ports[ports.index("--port") + 1]
     code, _, err = await dagflow("dev", "--once", *ports, "--data-dir", str(tmp_path / "twice"))
     assert code == 2 and "--api-port" in err and "is also --port" in err
+
+
+async def test_dev_keeps_a_working_key_replaces_a_dead_one_and_versions_changed_examples(
+    tmp_path: Path, temporal_address: str
+) -> None:
+    database = await Databases("sqlite", tmp_path).fresh()
+    async with running(service_settings(database, temporal_address)) as service:
+        first = await devstack.demo_tenant(service.base_url, INSTANCE_KEY, tmp_path)
+        again = await devstack.demo_tenant(service.base_url, INSTANCE_KEY, tmp_path)
+        assert again == first and first.tenant == "demo"
+        dead = {**first.as_json(), "api_key": "dfk_deadbeef_" + "x" * 32}
+        (tmp_path / "credentials.json").write_text(json.dumps(dead))
+        fresh = await devstack.demo_tenant(service.base_url, INSTANCE_KEY, tmp_path)
+        assert fresh.api_key not in (first.api_key, dead["api_key"])
+        assert json.loads((tmp_path / "credentials.json").read_text()) == fresh.as_json()
+
+        folder = tmp_path / "examples"
+        folder.mkdir()
+        for name in ("etl-orders.yaml", "ledger-sync.yaml"):
+            (folder / name).write_text((EXAMPLES / name).read_text())
+        files = sorted(folder.iterdir())
+        tenant = service.client(fresh.api_key)
+        assert await devstack.load_definitions(tenant, files) == [
+            devstack.Loaded("etl-orders", 1, True), devstack.Loaded("ledger-sync", 1, True),
+        ]  # fmt: skip
+        assert await devstack.load_definitions(tenant, files) == [
+            devstack.Loaded("etl-orders", 1, False), devstack.Loaded("ledger-sync", 1, False),
+        ]  # fmt: skip
+        edited = files[0].read_text().replace("description: ", "description: (edited) ", 1)
+        files[0].write_text(edited)
+        assert await devstack.load_definitions(tenant, files) == [
+            devstack.Loaded("etl-orders", 2, True), devstack.Loaded("ledger-sync", 1, False),
+        ]  # fmt: skip

@@ -1,4 +1,5 @@
-"""``dagflow worker``, ``dagflow run`` and ``dagflow dev``: the engine without the starter."""
+"""``dagflow worker`` and ``dagflow run`` (the engine without the starter), and ``dagflow dev``
+(the whole stack on one machine)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as RunTimeoutError
 
 from starter.devserver import PortInUseError, start_dev_server
-from starter.files import DefinitionFileError, known_kinds, read_definition, resolve_library
+from starter.files import (
+    SUFFIXES,
+    DefinitionFileError,
+    known_kinds,
+    read_definition,
+    resolve_library,
+)
 from starter.inputs import input_problems
 from starter.launch import start_run
 from worker.client import connect
@@ -352,13 +359,16 @@ async def _dev(ports: dict[str, int], data_dir: Path, once: bool) -> int:
 
 async def _dev_stack(ports: dict[str, int], data_dir: Path, once: bool) -> int:
     """Start everything (each piece stopped on the way out, in reverse), then run the example."""
-    import secrets
-
     from starter import demo, devstack
     from starter.client import DagflowClient
 
     async with contextlib.AsyncExitStack() as stack:
-        server = await start_dev_server(data_dir, port=ports["--port"], ui_port=ports["--ui-port"])
+        try:
+            server = await start_dev_server(
+                data_dir, port=ports["--port"], ui_port=ports["--ui-port"]
+            )
+        except (RuntimeError, FileNotFoundError) as e:
+            fail(UNREACHABLE, f"cannot start Temporal: {e} (see {data_dir / 'temporal.log'})")
         stack.push_async_callback(server.stop)
         secrets_file, webhook_secret = devstack.webhook_secret(data_dir)
         services = await demo.start(webhook_secret=webhook_secret, port=ports["--demo-port"])
@@ -373,7 +383,7 @@ async def _dev_stack(ports: dict[str, int], data_dir: Path, once: bool) -> int:
         worker_stop = asyncio.Event()
         worker = asyncio.create_task(run_worker(settings, stop=worker_stop))
         stack.push_async_callback(_stop_worker, worker, worker_stop)
-        instance_key = f"dev-{secrets.token_urlsafe(24)}"
+        instance_key = devstack.new_instance_key()
         api_settings = devstack.service_settings(
             data_dir,
             port=ports["--api-port"],
@@ -384,7 +394,7 @@ async def _dev_stack(ports: dict[str, int], data_dir: Path, once: bool) -> int:
         stack.push_async_callback(api.cleanup)
         credentials = await devstack.demo_tenant(api_url, instance_key, data_dir)
         tenant = await stack.enter_async_context(DagflowClient(api_url, credentials.api_key))
-        examples = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".yml"))
+        examples = sorted(p for p in EXAMPLES.iterdir() if p.suffix in SUFFIXES)
         loaded = await devstack.load_definitions(tenant, examples)
 
         click.echo(f"Temporal     {server.address}  (state in {data_dir / 'temporal.db'})")
@@ -412,8 +422,7 @@ async def _dev_stack(ports: dict[str, int], data_dir: Path, once: bool) -> int:
             )
             sys.stdout.flush()
             await asyncio.Event().wait()
-        return code
-    raise AssertionError("unreachable")
+    return code
 
 
 async def _stop_worker(worker: asyncio.Task[None], stop: asyncio.Event) -> None:

@@ -166,7 +166,7 @@ def run_cmd(
     \b
     Example:
       dagflow run examples/order-fulfilment.yaml --wait \\
-        --input '{"order_id": "A-1001", "shop_url": "http://127.0.0.1:8288"}'
+        --input '{"order_id": "A-1001", "shop_url": "http://127.0.0.1:8288/shop"}'
     """
     settings = settings_from(**flags)
     try:

@@ -8,7 +8,8 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,17 +127,25 @@ async def service(sqlite: Databases, temporal_address: str) -> AsyncIterator[Sta
         yield starter
 
 
-@pytest.fixture
-async def cli_env(service: Starter, client: Client, tmp_path: Path) -> AsyncIterator[Cli]:
-    """A new tenant with a key, and a worker whose test steps (``flaky``, ``slow``, ...)
-    count their calls in a fresh probe."""
+@asynccontextmanager
+async def tenant_cli(
+    service: Starter, client: Client, cwd: Path, activities: Sequence[Any], probe: Probe
+) -> AsyncIterator[Cli]:
+    """A new tenant with a key, and a worker of ``activities`` on the service's task queue."""
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     tenant_client = await service.tenant(tenant)
     assert tenant_client.api_key is not None
+    async with dag_worker(client, activities, task_queue=service.settings.task_queue):
+        yield Cli(service.base_url, tenant_client.api_key, cwd, tenant, probe)
+
+
+@pytest.fixture
+async def cli_env(service: Starter, client: Client, tmp_path: Path) -> AsyncIterator[Cli]:
+    """A new tenant, and a worker whose test steps (``flaky``, ...) count their calls in a
+    fresh probe."""
     probe = Probe()
-    queue = service.settings.task_queue
-    async with dag_worker(client, probe.activities(), task_queue=queue):
-        yield Cli(service.base_url, tenant_client.api_key, tmp_path, tenant, probe)
+    async with tenant_cli(service, client, tmp_path, probe.activities(), probe) as cli:
+        yield cli
 
 
 def flaky(value: Any = "ok", fail_times: int = 0, **extra: Any) -> dict[str, Any]:

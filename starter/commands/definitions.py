@@ -13,6 +13,7 @@ from starter.api import DefinitionDetail, Page, Validation, Version, VersionInfo
 from starter.client import DagflowClient, DefinitionsApi
 from starter.commands.connection import Connection, api_options, call
 from starter.commands.exits import BAD_INPUT
+from starter.commands.graph import graph_cmd
 from starter.commands.output import (
     echo_fields,
     echo_model,
@@ -346,12 +347,7 @@ def validate_cmd(file: str, as_json: bool, api: Connection) -> None:
         sys.exit(BAD_INPUT)
 
 
-# `dagflow definitions graph` lives in starter/commands/graph.py (a click command named
-# `graph`). It joins this group here, at the end, so graph.py may import helpers from this
-# module (scope, instance_option) without a circular import:
-#
-#     from starter.commands.graph import graph
-#
-#     definitions_group.add_command(graph)
+# `dagflow definitions graph` is written in starter/commands/graph.py.
+definitions_group.add_command(graph_cmd)
 
 COMMANDS = [definitions_group]

@@ -12,7 +12,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -20,6 +20,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as RunTimeoutError
 
+from starter.commands.exits import BAD_INPUT as BAD_INPUT  # re-exported: the shared codes
+from starter.commands.exits import OK as OK
+from starter.commands.exits import RUN_FAILED as RUN_FAILED
+from starter.commands.exits import UNREACHABLE as UNREACHABLE
+from starter.commands.exits import fail as fail
 from starter.devserver import PortInUseError, start_dev_server
 from starter.files import (
     SUFFIXES,
@@ -38,7 +43,6 @@ from workflows.definition import Definition
 if TYPE_CHECKING:
     from starter.client import DagflowClient
 
-OK, RUN_FAILED, BAD_INPUT, UNREACHABLE = 0, 1, 2, 3
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,12 +75,6 @@ def settings_from(**flags: Any) -> Settings:
     except ValidationError as e:
         problems = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
         fail(BAD_INPUT, "bad settings:\n  " + "\n  ".join(problems))
-
-
-def fail(code: int, message: str) -> NoReturn:
-    """Print ``message`` on stderr and exit with ``code``."""
-    click.echo(message, err=True)
-    sys.exit(code)
 
 
 async def reach(settings: Settings) -> Client:

@@ -1,8 +1,7 @@
 """Exit statuses every ``dagflow`` command shares, and :func:`fail` to leave with one.
 
 This module imports nothing heavy, so commands that only talk to the starter service start
-fast. ``starter.commands.engine`` has the same values (a test keeps them equal); it should
-import them from here.
+fast (``starter.commands.engine`` re-exports them).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ from typing import BinaryIO
 from workflows.search_attributes import ALL
 
 _TYPES = {"KEYWORD": "Keyword", "INT": "Int"}
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal the kernel sends a process when its parent dies."""
 
 
 class PortInUseError(Exception):
@@ -95,6 +99,8 @@ async def start_dev_server(
         *search_attribute_flags(),
         stdout=log,
         stderr=log,
+        start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        preexec_fn=_die_with_parent,
     )
     log.close()
     server = DevServer(process, f"{host}:{port}", f"http://{host}:{ui_port}")
@@ -104,6 +110,15 @@ async def start_dev_server(
         await server.stop()
         raise
     return server
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, have the kernel send SIGTERM when the parent dies,
+    so a ``dagflow dev`` killed with SIGKILL leaves no server behind."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _open_log(data_dir: Path) -> BinaryIO:

@@ -321,6 +321,28 @@ async def test_dev_stops_what_it_started_when_signalled_during_start_up(tmp_path
     assert processes_using(data) == []
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's prctl")
+async def test_dev_killed_outright_leaves_no_temporal_server(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    proc = await asyncio.create_subprocess_exec(
+        DAGFLOW, "dev", *dev_ports(), "--data-dir", str(data),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+    async def temporal_started() -> bool:
+        return bool(processes_using(data / "temporal.db"))
+
+    async def temporal_gone() -> bool:
+        return not processes_using(data / "temporal.db")
+
+    try:
+        await eventually(temporal_started, within=120)
+    finally:
+        proc.kill()  # SIGKILL: dagflow dev cannot stop anything itself
+        await proc.wait()
+    await eventually(temporal_gone, within=30)
+
+
 async def test_dev_refuses_ports_in_use_before_starting_anything(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

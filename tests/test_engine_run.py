@@ -53,6 +53,28 @@ async def test_chain_and_output(client: Client) -> None:
         assert all(s.started_at and s.finished_at for s in p.steps)
 
 
+async def test_input_schema_defaults_fill_the_input(client: Client) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "region": {"type": "string", "default": "eu"},
+            "limits": {"type": "object", "properties": {"n": {"type": "integer", "default": 3}}},
+            "tags": {"type": "array", "default": []},
+        },
+    }
+    definition = {
+        "name": "defaults",
+        "input": schema,
+        "steps": {"a": {"uses": "transform", "with": {"value": "${{ input }}"}}},
+        "output": "${{ steps.a.output }}",
+    }
+    async with dag_worker(client) as w:
+        given = await start_dag(client, w, definition, {"region": "us", "limits": {}})
+        missing = await start_dag(client, w, definition)
+        assert await given.result() == {"region": "us", "limits": {"n": 3}, "tags": []}
+        assert await missing.result() == {"region": "eu", "limits": {"n": 3}, "tags": []}
+
+
 async def test_ready_steps_run_at_once_up_to_max_parallel(client: Client) -> None:
     probe = Probe()
     steps = {f"s{i}": {"uses": "slow", "with": {"seconds": 0.3}} for i in range(6)}

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowWith,
     )
     from workflows.durations import format_duration, parse_duration
+    from workflows.inputs import with_defaults
     from workflows.scheduling import (
         TERMINAL,
         Readiness,
@@ -397,7 +398,8 @@ class DagRun(_Executor):
 
     @workflow.init
     def __init__(self, arg: DagRunInput) -> None:
-        self.ctx = arg
+        filled = with_defaults(arg.definition.input, arg.input)
+        self.ctx = arg if filled is arg.input else arg.model_copy(update={"input": filled})
         self.definition: Definition = arg.definition
         self.workflow_id = workflow.info().workflow_id
         resume = arg.resume

@@ -83,13 +83,13 @@ TENANT = "acme"
 WEBHOOK_SECRET = "whsec-docs-demo"
 MAKES_ITS_TENANT = frozenset({"docs/starter.md", "docs/client.md"})
 """Documents whose blocks create the tenant ``acme`` and its key themselves."""
-BLOCK_TIMEOUT = 300.0
+BLOCK_TIMEOUT = 180.0
 """Seconds one block may take."""
 
 _TESTED_BY = re.compile(r"^<!--\s*tested by\s+(.+?)\s*-->$")
 _COMMENT = re.compile(r"^<!--.*-->$")
 _HELP = re.compile(r"^\$ (\S.*\s--help)\s*$")
-_EXITS = re.compile(r"^(?P<command>.*\S)\s+# exits (?P<code>\d+)\s*$")
+_EXITS = re.compile(r"^(?P<command>.*?\S)\s+# exits (?P<code>\d+)\b.*$")
 
 
 # --- finding and classifying blocks ---------------------------------------------------------
@@ -400,7 +400,8 @@ class Shell:
         "set -euo pipefail\n"
         'curl() { local rc=0; command curl --show-error --fail-with-body "$@" || rc=$?; '
         "return $rc; }\n"
-        "trap '__rc=$?; echo \"__ERR__ ${BASH_SOURCE[0]:-?} $LINENO $__rc\"' ERR\n"
+        'trap \'__rc=$?; printf "\\n__ERR__ %s %s %s\\n" '
+        '"${BASH_SOURCE[0]:-?}" $LINENO $__rc\' ERR\n'
     )
 
     @classmethod
@@ -429,11 +430,20 @@ class Shell:
         self.count += 1
         script = self.folder / f"{self.count:03d}.sh"
         script.write_text(script_of(text), encoding="utf-8")
-        self._send(f"source {script} </dev/null\necho __DONE__ {self.count}\n")
+        self._send(f"source {script} </dev/null\nprintf '\\n__DONE__ {self.count}\\n'\n")
         output: list[str] = []
         assert self.proc.stdout is not None
+        deadline = asyncio.get_running_loop().time() + BLOCK_TIMEOUT
         while True:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), BLOCK_TIMEOUT)
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                raw = await asyncio.wait_for(self.proc.stdout.readline(), max(left, 0.1))
+            except TimeoutError:
+                shown = "\n".join(output[-40:])
+                raise BlockFailed(
+                    f"{block.where}: still running after {BLOCK_TIMEOUT:.0f}s\n"
+                    f"--- output of the block:\n{shown}"
+                ) from None
             line = raw.decode(errors="replace").rstrip("\n")
             if not raw:
                 raise BlockFailed(self._failure(block, output))
@@ -542,3 +552,12 @@ async def test_doc_runs(
                     await shell.run(block, text)
         finally:
             await shell.close()
+            save_transcript(shell.transcript)
+
+
+def save_transcript(lines: list[str]) -> None:
+    """With ``DAGFLOW_DOCS_TRANSCRIPT=FILE``, keep what the shell blocks printed (to read the
+    answers the docs quote)."""
+    target = os.environ.get("DAGFLOW_DOCS_TRANSCRIPT")
+    if target:
+        Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")

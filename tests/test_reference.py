@@ -93,6 +93,13 @@ def test_template_instantiates() -> None:
     assert post["json"] == {"text": "order ${{ input.order }} for ops", "retries": 3}
 
 
+def test_starter_md_shows_the_template_example() -> None:
+    """docs/starter.md stores docs/reference/examples/template.yaml as "the template above"."""
+    starter_md = (reference.ROOT / "docs" / "starter.md").read_text(encoding="utf-8")
+    example = (reference.Sources().examples / "template.yaml").read_text(encoding="utf-8")
+    assert f"```yaml\n{example}```" in starter_md
+
+
 def test_input_schema_rejects_bad_input() -> None:
     problems = input_problems(definition("input"), {"order_id": "B-1", "parcels": 0, "x": 1})
     assert problems == [

@@ -470,6 +470,24 @@ async def test_parked_steps_are_retried_completed_and_skipped(cli_env: Cli, tmp_
     assert (s.code, s.lines()[-1]["status"]) == (0, "completed")
 
 
+async def test_start_wait_says_what_to_do_about_a_parked_step_and_goes_on_waiting(
+    cli_env: Cli, tmp_path: Path
+) -> None:
+    await cli_env.ok("definitions", "push", write(tmp_path, "p.json", parked("parked", 1)))
+    await cli_env.ok("runs", "start", "parked", "--key", "w")  # then --wait finds it by key
+    waiting = asyncio.create_task(
+        cli_env("runs", "start", "parked", "--key", "w", "--wait", "--interval", "0.1")
+    )
+    parked_now = await cli_env("runs", "watch", "parked/w", "--interval", "0.1")
+    assert (parked_now.code, parked_now.lines()[-1]["status"]) == (1, "needs_attention")
+    assert not waiting.done()
+    await cli_env.ok("runs", "retry", "parked/w", "charge")
+    done = await waiting
+    assert (done.code, done.out) == (0, '"charged"\n')
+    assert done.err.startswith("run parked/w needs attention: step charge failed after 1 attempt")
+    assert "  dagflow runs retry parked/w charge  " in done.err
+
+
 async def test_events_cancel_and_fail(cli_env: Cli, tmp_path: Path) -> None:
     waiting = {
         "name": "approval",

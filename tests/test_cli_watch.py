@@ -7,15 +7,18 @@ import itertools
 import shlex
 import shutil
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from starter.api import RunDetail, RunTrace
+from starter.api import RunDetail, RunTrace, StepTrace
+from starter.commands.watch import frame
 from tests import test_cli_resources as resources
 from tests.starter import Starter
 from tests.steps import Probe
@@ -202,3 +205,17 @@ async def test_watch_json_prints_a_line_per_change_then_the_run(
 
     missing = await cli_env("runs", "watch", "quick/nope", "--json")
     assert missing.code == 2 and "Not found (404)" in missing.err and missing.out == ""
+
+
+def test_a_frame_fits_the_terminal() -> None:
+    steps = [
+        StepTrace(step=f"step_{i}", kind="http", status="failed", attempts=3, error="x" * 300)
+        for i in range(50)
+    ]
+    trace = RunTrace(id="big/run-1", definition="big", version=4, status="running", steps=steps)
+    plain = frame(trace, datetime.now(UTC), width=60, height=12)
+    assert len(plain) == 11 and all(len(line) < 60 for line in plain)
+    assert plain[-1] == "... and 42 more steps (widen the terminal)"
+    colored = frame(trace, datetime.now(UTC), width=60, height=12, color=True)
+    assert [click.unstyle(line) for line in colored] == plain
+    assert "\x1b[" in colored[2] and "\x1b[" not in colored[1]  # the status cells only

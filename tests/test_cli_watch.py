@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shlex
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -219,3 +220,27 @@ def test_a_frame_fits_the_terminal() -> None:
     colored = frame(trace, datetime.now(UTC), width=60, height=12, color=True)
     assert [click.unstyle(line) for line in colored] == plain
     assert "\x1b[" in colored[2] and "\x1b[" not in colored[1]  # the status cells only
+
+
+async def test_watch_stops_quietly_when_its_reader_goes_away(cli_env: Cli, tmp_path: Path) -> None:
+    waiting = {
+        "name": "approval",
+        "steps": {"approve": {"uses": "wait", "with": {"event": "approved", "timeout": "5m"}}},
+    }
+    await cli_env.ok("definitions", "push", write(tmp_path, "w.json", waiting))
+    await cli_env.ok("runs", "start", "approval", "--key", "r")
+    env = {**os.environ, "DAGFLOW_API_URL": cli_env.url, "DAGFLOW_API_KEY": cli_env.key}
+    read_end, write_end = os.pipe()
+    watch = await asyncio.create_subprocess_exec(
+        DAGFLOW, "runs", "watch", "approval/r", "--json", "--interval", "0.1",
+        stdout=write_end, stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:  # like `| head -1`: one line, then gone
+        first = await asyncio.wait_for(asyncio.to_thread(reader.readline), 30)
+    assert RunTrace.model_validate_json(first).id == "approval/r"
+    await cli_env.ok("runs", "send", "approval/r", "approved")  # a change to write
+    assert watch.stderr is not None
+    err = await asyncio.wait_for(watch.stderr.read(), 30)
+    assert await watch.wait() == 1, err
+    assert b"Traceback" not in err and b"cannot reach" not in err

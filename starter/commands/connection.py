@@ -173,6 +173,8 @@ async def _call(api: Connection, action: Callable[[DagflowClient], Awaitable[T]]
             return await action(client)
         except ApiError as e:
             raise CommandError(_code_of(e), describe(e, api)) from None
+        except BrokenPipeError:
+            raise  # our reader went away (`| head`): click ends the command quietly
         except aiohttp.InvalidURL:
             raise CommandError(BAD_INPUT, f"not a URL: {api.api_url!r} (--api-url)") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as e:

@@ -547,7 +547,8 @@ async def test_doc_runs(
             for block in run_blocks(doc):
                 text = stack.substitute(block.text)
                 if block.lang in PYTHON:
-                    await run_python(block, text, namespace)
+                    printed = await run_python(block, text, namespace)
+                    shell.transcript += [f"## {block.where}", printed]
                 else:
                     await shell.run(block, text)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -103,7 +104,7 @@ def start_cmd(
     _report_end(detail, as_json)
 
 
-def _tell_parked() -> Any:
+def _tell_parked() -> Callable[[RunTrace], None]:
     """Tell people once per park which steps wait for them, while --wait waits."""
     told: set[str] = set()
 

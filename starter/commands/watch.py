@@ -184,11 +184,11 @@ def _row(step: StepTrace, now: datetime) -> list[str]:
         step.status,
         str(step.attempts) if step.attempts else "",
         elapsed,
-        detail(step),
+        step_detail(step),
     ]
 
 
-def detail(step: StepTrace) -> str:
+def step_detail(step: StepTrace) -> str:
     """A for_each step's progress bar, then its last error or note."""
     parts = []
     if step.items_total is not None:

@@ -115,7 +115,12 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event | None = None) ->
 
 @click.group("db")
 def db_group() -> None:
-    """The starter's database."""
+    """The starter's database: bring its schema to the latest version.
+
+    \b
+    Example:
+      dagflow db upgrade        # SQLite under .dagflow/, or DAGFLOW_DATABASE_URL
+    """
 
 
 @db_group.command("upgrade")

@@ -14,17 +14,20 @@ from typing import Any
 
 import click
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from starter.api import RunDetail, RunTrace, StepTrace
-from starter.commands.watch import frame
+from starter.client import DagflowClient
+from starter.commands.watch import follow, frame
 from tests import test_cli_resources as resources
 from tests.starter import Starter
 from tests.steps import Probe
 from tests.test_cli_resources import DAGFLOW, Cli, flaky, tenant_cli, write
-from workflows.types import StepInput
+from workflows.types import RunStatus, StepInput
 
 sqlite, service = resources.sqlite, resources.service
 """The resource tests' fixtures: a service on SQLite for this module."""
@@ -244,3 +247,34 @@ async def test_watch_stops_quietly_when_its_reader_goes_away(cli_env: Cli, tmp_p
     err = await asyncio.wait_for(watch.stderr.read(), 30)
     assert await watch.wait() == 1, err
     assert b"Traceback" not in err and b"cannot reach" not in err
+
+
+async def test_watch_keeps_watching_through_a_service_that_answers_503(tmp_path: Path) -> None:
+    """A restarting service or a 503 from Temporal does not end a watch; the run does."""
+    trace = RunTrace(id="d/k", definition="d", version=1, status=RunStatus.COMPLETED, steps=[])
+    detail = RunDetail(
+        id="d/k", definition="d", key="k", version=1, status=RunStatus.COMPLETED,
+        workflow_id="t/d/k", output={"ok": True}, steps=[],
+    )  # fmt: skip
+    asked: list[int] = []
+
+    async def trace_route(request: web.Request) -> web.Response:
+        asked.append(1)
+        if len(asked) <= 2:
+            problem = {"title": "Service unavailable", "status": 503, "detail": "Temporal"}
+            return web.json_response(problem, status=503, headers={"Retry-After": "1"})
+        return web.json_response(text=trace.model_dump_json())
+
+    async def run_route(request: web.Request) -> web.Response:
+        return web.json_response(text=detail.model_dump_json())
+
+    app = web.Application()
+    app.router.add_get("/v1/runs/d/k/trace", trace_route)
+    app.router.add_get("/v1/runs/d/k", run_route)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("")).rstrip("/")
+        async with DagflowClient(url, "key") as client:
+            seen: list[RunTrace] = []
+            ended = await follow(client, "d/k", 0.05, seen.append)
+    assert len(asked) == 3 and seen == [trace]
+    assert ended == detail

@@ -16,16 +16,21 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import aiohttp
 import click
 
 from starter.api.runs import RunDetail, RunTrace, StepState, StepTrace
 from starter.client import DagflowClient
 from starter.commands.exits import OK, RUN_FAILED
 from starter.commands.output import compact, seconds
+from starter.errors import Retryable
 
 CLOSED = frozenset({"completed", "failed", "cancelled", "timed_out"})
 """Run statuses that are final."""
 PARKED = "needs_attention"
+PATIENCE = 60.0
+"""Seconds a watch keeps polling through a service that does not answer (or answers 429 or
+503) before it gives up with exit code 3."""
 BAR = 20
 """Width of a for_each progress bar, in characters."""
 HEADERS = ("STEP", "KIND", "STATUS", "ATTEMPTS", "ELAPSED", "DETAIL")
@@ -64,8 +69,18 @@ async def follow(
 ) -> RunDetail:
     """Poll a run's trace, handing each to ``on_trace``, until it ends (or, unless
     ``through_parks``, parks a step); then return the run as it ended or parked."""
+    loop = asyncio.get_running_loop()
+    last_answer = loop.time()
     while True:
-        trace = await client.runs.trace(run)
+        try:
+            trace = await client.runs.trace(run)
+        except (Retryable, aiohttp.ClientConnectionError):
+            # a restarting service, a 429 or a 503 from Temporal: keep watching for a while
+            if loop.time() - last_answer > PATIENCE:
+                raise
+            await asyncio.sleep(max(interval, 1.0))
+            continue
+        last_answer = loop.time()
         on_trace(trace)
         if trace.status in CLOSED or (trace.status == PARKED and not through_parks):
             return await client.runs.get(run)

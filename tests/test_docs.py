@@ -20,6 +20,8 @@ of the session, a worker (built-in kinds, the test plugin, HTTP allowed to 127.0
 starter service on a free port with a fresh SQLite database and the instance key
 ``change-me``, the demo services of ``dagflow dev`` when the document uses them, and, unless
 the document makes it itself (:data:`MAKES_ITS_TENANT`), the tenant ``acme`` with a key.
+The documents share the session's Temporal server, so the workflow ids they make (tenant and
+run key) must differ from one document to the next.
 
 What the blocks see:
 
@@ -59,6 +61,7 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.client import HttpClient
@@ -89,6 +92,16 @@ BLOCK_TIMEOUT = 180.0
 _TESTED_BY = re.compile(r"^<!--\s*tested by\s+(.+?)\s*-->$")
 _COMMENT = re.compile(r"^<!--.*-->$")
 _HELP = re.compile(r"^\$ (\S.*\s--help)\s*$")
+_STAYS_UP = re.compile(r"(^|[\s;&|(])(\S*/)?dagflow\s+(dev|serve|worker)\b(?!.*\s--(help|once)\b)")
+"""Commands that run until they are stopped: a block with one cannot be run here."""
+
+
+def stays_up(line: str) -> bool:
+    """Whether a shell line runs a command that runs until it is stopped (comments aside)."""
+    command = line.split(" #", 1)[0]
+    return not command.lstrip().startswith("#") and _STAYS_UP.search(command) is not None
+
+
 _EXITS = re.compile(r"^(?P<command>.*?\S)\s+# exits (?P<code>\d+)\b.*$")
 
 
@@ -179,6 +192,12 @@ def classify(block: Block) -> Kind:
     helped = _HELP.match(first)
     if helped is not None:
         return Help(helped.group(1), rest)
+    long_running = next((line for line in block.text.splitlines() if stays_up(line)), None)
+    if block.lang in SHELL and long_running is not None:
+        return Unclassified(
+            f"`{long_running.strip()}` runs until it is stopped, so the harness cannot run the "
+            "block: name the test that runs it (<!-- tested by tests/...::test_x -->)"
+        )
     if block.lang == CONSOLE:
         return Unclassified(
             "a console block is a help excerpt (first line `$ ... --help`) or names its test "
@@ -298,7 +317,11 @@ def test_excerpt_matching() -> None:
 
 @pytest.fixture(scope="module")
 async def docs_worker(client: Client) -> AsyncIterator[Worker]:
-    """A worker like ``dagflow worker --allow-network 127.0.0.0/8``, with the test plugin."""
+    """A worker like ``dagflow worker --allow-network 127.0.0.0/8``, with the test plugin.
+
+    One for every document, so the runs of earlier documents still answer queries (a query of
+    a closed run needs a worker too), as they would in a deployment.
+    """
     secrets = SecretStore(environ={"DAGFLOW_SECRET_WEBHOOK": WEBHOOK_SECRET})
     http = HttpClient(guard=AddressGuard(["127.0.0.0/8"]))
     kinds = {**builtin_step_activities(client=http, secrets=secrets), **load_plugins()}
@@ -492,6 +515,24 @@ def script_of(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def test_commands_that_stay_up_are_not_run() -> None:
+    for line in [
+        "dagflow dev",
+        ".venv/bin/pip install -e . && .venv/bin/dagflow dev   # comment",
+        "DAGFLOW_INSTANCE_KEY=x dagflow serve --port 8080",
+        "dagflow worker --address temporal.internal:7233",
+    ]:
+        assert stays_up(line), line
+    for line in [
+        "dagflow dev --once",
+        "dagflow worker --help",
+        "dagflow run x.yaml",
+        "# with dagflow dev running",
+        "dagflow run x.yaml  # with dagflow dev running",
+    ]:
+        assert not stays_up(line), line
+
+
 def test_script_of_checks_expected_exits() -> None:
     script = script_of("dagflow validate bad.yaml   # exits 2\necho ok\n")
     first, second = script.splitlines()
@@ -537,6 +578,10 @@ async def test_doc_runs(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    unclassified = [
+        b.where for b in commands_of(REPO / doc) if isinstance(classify(b), Unclassified)
+    ]
+    assert not unclassified, f"not run: unclassified blocks at {', '.join(unclassified)}"
     async with stack_for(doc, docs_worker, temporal_address, tmp_path) as stack:
         monkeypatch.chdir(stack.folder)
         for name, value in stack.env().items():
@@ -554,6 +599,15 @@ async def test_doc_runs(
         finally:
             await shell.close()
             save_transcript(shell.transcript)
+            await terminate_open_runs(docs_worker)
+
+
+async def terminate_open_runs(worker: Worker) -> None:
+    """End the runs a document left open (they would call its stopped demo services)."""
+    query = f"TaskQueue = '{worker.task_queue}' AND ExecutionStatus = 'Running'"
+    async for execution in worker.client.list_workflows(query):
+        with contextlib.suppress(RPCError):
+            await worker.client.get_workflow_handle(execution.id).terminate("the document ended")
 
 
 def save_transcript(lines: list[str]) -> None:

@@ -37,8 +37,12 @@ What the blocks see:
 - ``PATH`` with the virtualenv's ``bin`` first (``dagflow``, ``temporal``, ``python``);
 - a fresh working directory in which ``examples`` and ``docs`` link to the repository's.
 
-Every command must exit 0, unless its line ends with ``# exits N``. ``curl`` runs with
-``--fail-with-body --show-error``, so an HTTP error answer exits 22.
+Every command must exit 0, unless its line ends with ``# exits N`` (then N, and the comment
+may go on: ``# exits 22: a 409``). ``curl`` runs with ``--fail-with-body --show-error``, so an
+HTTP error answer exits 22. Bash's own rule still holds for ``a && b``: a failing ``a`` does
+not stop the shell, so write commands that must succeed on lines of their own. Commands that
+run until they are stopped (``dagflow dev``, ``serve``, ``worker``) cannot be run here: a block
+with one must name its test. ``DAGFLOW_DOCS_TRANSCRIPT=FILE`` keeps what the blocks printed.
 """
 
 from __future__ import annotations

@@ -270,8 +270,8 @@ CASES: dict[str, Case] = {
     "defaults": Case(output=["NORTH", "SOUTH", "EAST", "WEST"]),
     "run-timeout": Case(error="run timed out"),
     "input": Case(
-        input={"order_id": "A-1001", "parcels": 2},
-        output={"order": "A-1001", "parcels": 2, "express": False},
+        input={"order_id": "A-1001", "express": True},
+        output={"order": "A-1001", "parcels": 1, "express": True},
     ),
     "output": Case(
         output={"order": "A-1001", "total": 42.0, "items": 2, "text": 'A-1001: ["kettle","mug"]'}

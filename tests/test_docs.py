@@ -15,13 +15,13 @@ README.md and docs/*.md and puts each in one class:
 
 The blocks of one document run in order, the shell blocks in one ``bash`` (``set -euo
 pipefail``) and the Python blocks in one namespace (top-level ``await`` allowed), so each can
-build on the ones before. Each document gets a live stack of its own: the Temporal dev server
-of the session, a worker (built-in kinds, the test plugin, HTTP allowed to 127.0.0.0/8), the
-starter service on a free port with a fresh SQLite database and the instance key
-``change-me``, the demo services of ``dagflow dev`` when the document uses them, and, unless
-the document makes it itself (:data:`MAKES_ITS_TENANT`), the tenant ``acme`` with a key.
-The documents share the session's Temporal server, so the workflow ids they make (tenant and
-run key) must differ from one document to the next.
+build on the ones before. Each document gets a starter service of its own on a free port,
+with a fresh SQLite database and the instance key ``change-me``; the demo services of
+``dagflow dev`` when the document uses them; and, unless the document makes it itself
+(:data:`MAKES_ITS_TENANT`), the tenant ``acme`` with a key. All documents share one worker
+(built-in kinds, the test plugin, HTTP allowed to 127.0.0.0/8) and one Temporal namespace of
+their own on the session's dev server (other tests' runs stay out of their lists), so the
+workflow ids they make (tenant and run key) must differ from one document to the next.
 
 What the blocks see:
 
@@ -32,7 +32,8 @@ What the blocks see:
   application/json``), ``DAGFLOW_INSTANCE_KEY``;
 - ``T`` (``Authorization: Bearer <acme's key>``) and ``DAGFLOW_API_KEY``, when the harness made
   the tenant;
-- ``DAGFLOW_TEMPORAL_ADDRESS`` and ``TEMPORAL_ADDRESS`` (for plain ``temporal`` commands),
+- ``DAGFLOW_TEMPORAL_ADDRESS``, ``TEMPORAL_ADDRESS``, ``DAGFLOW_NAMESPACE`` and
+  ``TEMPORAL_NAMESPACE`` (the ``temporal`` CLI reads the last two of them),
   ``DAGFLOW_TASK_QUEUE`` (the worker's queue), ``DAGFLOW_DATABASE_URL`` (the service's);
 - ``PATH`` with the virtualenv's ``bin`` first (``dagflow``, ``temporal``, ``python``);
 - a fresh working directory in which ``examples`` and ``docs`` link to the repository's.
@@ -64,6 +65,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -75,6 +79,8 @@ from activities.registry import builtin_step_activities, load_plugins
 from activities.secrets import SecretStore
 from tests.engine import dag_worker
 from tests.starter import Databases, running, service_settings
+from worker.client import connect
+from workflows import search_attributes
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -320,7 +326,24 @@ def test_excerpt_matching() -> None:
 
 
 @pytest.fixture(scope="module")
-async def docs_worker(client: Client) -> AsyncIterator[Worker]:
+async def docs_client(client: Client, temporal_address: str) -> Client:
+    """A client of a Temporal namespace of the documents' own, with dagflow's search
+    attributes: other tests' runs of the tenant ``acme`` do not show in the documents' lists."""
+    namespace = f"docs-{uuid.uuid4().hex[:8]}"
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    attributes = {key.name: int(key.indexed_value_type) for key in search_attributes.ALL}
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace=namespace, search_attributes=attributes)
+    )
+    return await connect(temporal_address, namespace)
+
+
+@pytest.fixture(scope="module")
+async def docs_worker(docs_client: Client) -> AsyncIterator[Worker]:
     """A worker like ``dagflow worker --allow-network 127.0.0.0/8``, with the test plugin.
 
     One for every document, so the runs of earlier documents still answer queries (a query of
@@ -330,7 +353,8 @@ async def docs_worker(client: Client) -> AsyncIterator[Worker]:
     http = HttpClient(guard=AddressGuard(["127.0.0.0/8"]))
     kinds = {**builtin_step_activities(client=http, secrets=secrets), **load_plugins()}
     queue = f"docs-{uuid.uuid4()}"
-    async with dag_worker(client, list(kinds.values()), [LinearBackoffInterceptor()], queue) as w:
+    activities = list(kinds.values())
+    async with dag_worker(docs_client, activities, [LinearBackoffInterceptor()], queue) as w:
         yield w
     await http.close()
 
@@ -341,6 +365,7 @@ class Stack:
 
     api_url: str
     temporal_address: str
+    namespace: str
     task_queue: str
     database_url: str
     folder: Path
@@ -360,6 +385,8 @@ class Stack:
             "DAGFLOW_API_URL": self.api_url,
             "DAGFLOW_TEMPORAL_ADDRESS": self.temporal_address,
             "TEMPORAL_ADDRESS": self.temporal_address,
+            "DAGFLOW_NAMESPACE": self.namespace,
+            "TEMPORAL_NAMESPACE": self.namespace,
             "DAGFLOW_TASK_QUEUE": self.task_queue,
             "DAGFLOW_DATABASE_URL": self.database_url,
         }
@@ -384,15 +411,22 @@ async def stack_for(
 ) -> AsyncIterator[Stack]:
     """A fresh service (and demo services, and tenant) for one document."""
     database_url = await Databases("sqlite", folder).fresh()
+    namespace = worker.client.namespace
     settings = service_settings(
-        database_url, temporal_address, task_queue=worker.task_queue, instance_key=INSTANCE_KEY
+        database_url,
+        temporal_address,
+        namespace=namespace,
+        task_queue=worker.task_queue,
+        instance_key=INSTANCE_KEY,
     )
     work = folder / "work"
     work.mkdir()
     for name in ("examples", "docs"):
         (work / name).symlink_to(REPO / name, target_is_directory=True)
     async with running(settings) as service, contextlib.AsyncExitStack() as stack:
-        found = Stack(service.base_url, temporal_address, worker.task_queue, database_url, work)
+        found = Stack(
+            service.base_url, temporal_address, namespace, worker.task_queue, database_url, work
+        )
         if doc not in MAKES_ITS_TENANT:
             admin = service.client(INSTANCE_KEY)
             await admin.instance.create_tenant(TENANT, "Acme Corp")

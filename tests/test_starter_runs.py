@@ -23,6 +23,9 @@ from starter.routes.runs import literal, runs_query
 from tests.engine import dag_worker
 from tests.starter import Databases, Starter, running, service_settings
 from tests.steps import Probe
+from workflows.definition import Definition
+from workflows.search_attributes import run_attributes
+from workflows.types import WORKFLOW_TYPE, DagRunInput
 
 T = TypeVar("T")
 CLOSED = {"completed", "failed", "cancelled", "timed_out"}
@@ -318,6 +321,35 @@ async def test_list_filters_and_paginates(starter: Starter, probe: Probe) -> Non
     assert (summary.status, summary.version, summary.key) == ("completed", 1, "s0")
     assert summary.started_at and summary.closed_at
     await tenant.runs.cancel(held.id)
+
+
+async def test_errors_name_a_run_no_worker_answers_for_and_list_the_others(
+    starter: Starter, probe: Probe, client: Client
+) -> None:
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    tenant = await starter.tenant(tenant_id)
+    await tenant.definitions.create(parked())
+    ref = await tenant.runs.start("parked")
+    await settled(tenant, ref.id, "needs_attention")
+    # a parked run of the tenant on a task queue no worker polls: its progress query
+    # cannot be answered
+    definition = Definition.model_validate(parked())
+    await client.start_workflow(
+        WORKFLOW_TYPE,
+        DagRunInput(definition=definition, tenant=tenant_id, version=1),
+        id=f"{tenant_id}/parked/orphan",
+        task_queue=f"nobody-{uuid.uuid4()}",
+        search_attributes=run_attributes(tenant_id, "parked", 1, status="NeedsAttention"),
+    )
+
+    async def both_scanned() -> Any:
+        errors = await tenant.runs.errors()
+        return errors if errors.runs_scanned == 2 else None
+
+    errors = await until(both_scanned, within=60)
+    assert [(e.run, e.step) for e in errors.items] == [(ref.id, "charge")]
+    assert errors.runs_unread == ["parked/orphan"]
+    await client.get_workflow_handle(f"{tenant_id}/parked/orphan").terminate()
 
 
 async def test_a_parked_step_is_listed_and_retried_with_new_inputs(

@@ -146,6 +146,11 @@ class StepErrors(ResponseModel):
 
     items: list[StepError]
     runs_scanned: int = Field(description="How many failed or parked runs were looked at.")
+    runs_unread: list[str] = Field(
+        default_factory=list,
+        description="Runs among them whose steps could not be read (no worker answered the "
+        "progress query in time); their errors are missing from items.",
+    )
 
 
 class Retry(RequestModel):

@@ -79,6 +79,8 @@ from workflows.types import (
 )
 
 RPC_TIMEOUT = timedelta(seconds=10)
+ERRORS_QUERY_TIMEOUT = timedelta(seconds=5)
+"""How long the error list waits for one run's progress query before naming it unread."""
 """How long a query or Update of a run may take before the answer is 503."""
 ERROR_RUNS_SCANNED = 50
 """``GET /v1/errors`` looks at this many of the latest failed or parked runs at most."""
@@ -504,6 +506,7 @@ async def list_errors(call: Call[ErrorQuery]) -> StepErrors:
     await pages.fetch_next_page()
     executions = [e for e in pages.current_page or [] if len(e.id.split("/")) == 3]
     slots = asyncio.Semaphore(PARALLEL_QUERIES)
+    unanswered: list[str] = []
 
     async def errors_of(index: int) -> list[StepError]:
         execution = executions[index]
@@ -512,12 +515,14 @@ async def list_errors(call: Call[ErrorQuery]) -> StepErrors:
         async with slots:
             try:
                 progress: Progress = await handle.query(
-                    "progress", result_type=Progress, rpc_timeout=RPC_TIMEOUT
+                    "progress", result_type=Progress, rpc_timeout=ERRORS_QUERY_TIMEOUT
                 )
             except RPCError as error:
-                if error.status == RPCStatusCode.NOT_FOUND:
-                    return []
-                raise
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    # no worker answered in time (or the query failed): one run that cannot
+                    # be read must not hide the others' errors, so it is named instead
+                    unanswered.append(f"{definition}/{key}")
+                return []
         status = run_status(execution.status, execution.typed_search_attributes)
         return [
             StepError(
@@ -538,7 +543,7 @@ async def list_errors(call: Call[ErrorQuery]) -> StepErrors:
 
     found = await asyncio.gather(*(errors_of(i) for i in range(len(executions))))
     items = [error for errors in found for error in errors][: call.input.limit]
-    return StepErrors(items=items, runs_scanned=len(executions))
+    return StepErrors(items=items, runs_scanned=len(executions), runs_unread=sorted(unanswered))
 
 
 async def retry_step(call: Call[Retry]) -> Action:

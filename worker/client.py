@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter, ToJsonOptions
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 
 class CompactPayloadConverter(PydanticPayloadConverter):
@@ -19,14 +20,20 @@ DATA_CONVERTER = DataConverter(payload_converter_class=CompactPayloadConverter)
 """dagflow's data converter: every process that talks to Temporal must use it."""
 
 
-async def connect(address: str = "localhost:7233", namespace: str = "default") -> Client:
+async def connect(
+    address: str = "localhost:7233", namespace: str = "default", *, runtime: Runtime | None = None
+) -> Client:
     """Connect to Temporal with dagflow's data converter.
 
     Args:
         address: The frontend, ``host:port``.
         namespace: The Temporal namespace.
+        runtime: The Temporal runtime (the worker's, when it serves metrics); the SDK's
+            default runtime when None.
 
     Returns:
         A connected client.
     """
-    return await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER)
+    return await Client.connect(
+        address, namespace=namespace, data_converter=DATA_CONVERTER, runtime=runtime
+    )

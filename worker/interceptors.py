@@ -1,8 +1,10 @@
-"""Worker interceptors: step activities report the attempt that produced their result."""
+"""Worker interceptors: step activities report the attempt that produced their result, and
+each attempt is measured (:mod:`worker.metrics`)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from temporalio import activity
@@ -13,12 +15,14 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from worker.metrics import Outcome, record_attempt
 from workflows.types import StepInput, StepResult
 
 
 class StepAttemptInterceptor(Interceptor):
     """Wraps every step activity's result in :class:`StepResult` and tags failures with the
-    attempt number, so the ``progress`` query can show how many attempts a step took."""
+    attempt number, so the ``progress`` query can show how many attempts a step took; counts
+    and times every attempt by kind, tenant and outcome."""
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _StepAttemptInbound(next)
@@ -28,6 +32,20 @@ class _StepAttemptInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         if not (input.args and isinstance(input.args[0], StepInput)):
             return await super().execute_activity(input)
+        step = input.args[0]
+        started = time.monotonic()
+        outcome: Outcome = "failed"
+        try:
+            result = await self._attempt(input)
+            outcome = "succeeded"
+            return result
+        except (asyncio.CancelledError, CancelledError):
+            outcome = "cancelled"
+            raise
+        finally:
+            record_attempt(step.kind, step.tenant, outcome, time.monotonic() - started)
+
+    async def _attempt(self, input: ExecuteActivityInput) -> StepResult:
         attempt = activity.info().attempt
         try:
             output = await super().execute_activity(input)

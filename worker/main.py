@@ -20,6 +20,7 @@ from activities.netguard import AddressGuard
 from activities.registry import builtin_step_activities, load_plugins
 from activities.secrets import SecretStore
 from worker.client import connect
+from worker.metrics import prometheus_runtime
 from worker.settings import Settings
 from worker.worker import build_worker
 
@@ -63,11 +64,15 @@ async def run_worker(
     polling and let running activities finish within the grace period.
 
     Args:
-        settings: Where Temporal is, the task queue, the network guard.
+        settings: Where Temporal is, the task queue, the network guard, where to serve
+            metrics (``metrics_address``: the runtime is made before the client connects).
         workflows: Whether to run DagRun too (False: an activity-only capability worker).
         stop: Set it to stop the worker; when None, SIGTERM and SIGINT set it.
     """
-    client = await connect(settings.temporal_address, settings.namespace)
+    runtime = prometheus_runtime(settings.metrics_address) if settings.metrics_address else None
+    client = await connect(settings.temporal_address, settings.namespace, runtime=runtime)
+    if settings.metrics_address:
+        log.info("metrics on http://%s/metrics", settings.metrics_address)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if stop is None else ()
     stop = stop or asyncio.Event()

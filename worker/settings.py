@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     max_concurrent_activities: int = Field(200, gt=0)
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds running activities get.")
+    metrics_address: str | None = Field(
+        None, description="host:port where a worker serves Prometheus metrics (off when unset)."
+    )
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

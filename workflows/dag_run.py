@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     import pydantic
     from referencing import Registry
 
-    from workflows import expressions
+    from workflows import expressions, metrics
     from workflows.definition import (
         WORKFLOW_KINDS,
         Definition,
@@ -679,8 +679,12 @@ class DagRun(_Executor):
     async def _park(self, sid: str, record: StepRecord) -> _Decision:
         record.status = StepStatus.NEEDS_ATTENTION
         self._notify()
+        labels = (self.ctx.tenant, self.definition.name, self.definition.steps[sid].uses)
+        metrics.step_parked(*labels)
         await workflow.wait_condition(lambda: sid in self._decisions)
-        return self._decisions.pop(sid)
+        decision = self._decisions.pop(sid)
+        metrics.step_resolved(*labels, decision.action)
+        return decision
 
     async def _fall_back(self, sid: str, record: StepRecord, fallback: str) -> StepStatus:
         record.fallback = fallback
@@ -1109,6 +1113,10 @@ class DagRun(_Executor):
 
     def _fail_run(self, req: FailRun) -> None:
         if self._fatal is None:
+            for sid, record in self.records.items():
+                if record.status == StepStatus.NEEDS_ATTENTION:
+                    uses = self.definition.steps[sid].uses
+                    metrics.step_resolved(self.ctx.tenant, self.definition.name, uses, "fail")
             message = f"failed by an operator: {req.reason}"
             self._fatal = _Fatal(RunStatus.FAILED, message, "FailedByOperator")
         self._notify()

@@ -37,6 +37,7 @@ from starter.inputs import input_problems
 from starter.launch import start_run
 from worker.client import connect
 from worker.main import run_worker
+from worker.metrics import MetricsAddressError
 from worker.settings import Settings
 from workflows.definition import Definition
 
@@ -108,6 +109,12 @@ async def reach(settings: Settings) -> Client:
     is_flag=True,
     help="Serve only step activities (a capability worker for steps' task_queue).",
 )
+@click.option(
+    "--metrics-address",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics [DAGFLOW_METRICS_ADDRESS; "
+    "default: off].",
+)
 def worker_cmd(activities_only: bool, **flags: Any) -> None:
     """Run a worker: DagRun and every step kind, until SIGTERM or Ctrl-C.
 
@@ -125,7 +132,10 @@ def worker_cmd(activities_only: bool, **flags: Any) -> None:
 
 async def _worker(settings: Settings, workflows: bool) -> None:
     await reach(settings)
-    await run_worker(settings, workflows=workflows)
+    try:
+        await run_worker(settings, workflows=workflows)
+    except MetricsAddressError as e:
+        fail(BAD_INPUT, str(e))
 
 
 # --- dagflow run -------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The worker's Prometheus endpoint: the SDK's metrics and dagflow's step metrics move as real
+runs succeed, fail and park."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.engine import dag_worker, eventually, start_dag
+from tests.metrics import free_address, scrape, value
+from tests.steps import Probe
+from worker.client import connect
+from worker.metrics import MetricsAddressError, prometheus_runtime
+
+
+async def test_step_and_park_metrics_move_with_real_runs(temporal_address: str) -> None:
+    address = free_address()
+    url = f"http://{address}/metrics"
+    client = await connect(temporal_address, runtime=prometheus_runtime(address))
+    tenant = f"m-{uuid.uuid4().hex[:8]}"
+    definition = {
+        "name": "metered",
+        "steps": {
+            "ok": {"uses": "noop"},
+            "bad": {
+                "uses": "boom",
+                "needs": ["ok"],
+                "retry": {"max_attempts": 1},
+                "on_error": "manual",
+            },
+        },
+    }
+    before = await scrape(url)
+    assert value(before, "dagflow_steps_parked_total", tenant=tenant) == 0
+    async with dag_worker(client, Probe().activities()) as worker:
+        handle = await start_dag(client, worker, definition, tenant=tenant)
+        parked: dict[str, str] = {}
+
+        async def is_parked() -> bool:
+            text = await scrape(url)
+            parked["text"] = text
+            return value(text, "dagflow_steps_parked_total", tenant=tenant, kind="boom") == 1
+
+        await eventually(is_parked)
+        text = parked["text"]
+        attempts = "dagflow_step_attempts_total"
+        assert value(text, attempts, tenant=tenant, kind="noop", outcome="succeeded") == 1
+        assert value(text, attempts, tenant=tenant, kind="boom", outcome="failed") == 1
+        assert value(text, "dagflow_steps_parked_total", definition="metered", tenant=tenant) == 1
+        assert value(text, "dagflow_steps_resolved_total", tenant=tenant) == 0
+        durations = value(text, "dagflow_step_duration_seconds_count", kind="boom")
+        assert durations >= 1
+
+        await handle.signal("retry_step", {"step": "bad", "with": {"ok": True}})
+        await handle.result()
+
+        async def resolved() -> bool:
+            text = await scrape(url)
+            parked["text"] = text
+            return value(text, "dagflow_steps_resolved_total", tenant=tenant, action="retry") == 1
+
+        await eventually(resolved)
+        text = parked["text"]
+        assert value(text, attempts, tenant=tenant, kind="boom", outcome="succeeded") == 1
+        assert value(text, "dagflow_step_duration_seconds_count", kind="boom") == durations + 1
+        # the SDK's own metrics come out of the same endpoint
+        assert value(text, "temporal_workflow_completed_total", workflow_type="DagRun") >= 1
+
+
+def test_a_bad_metrics_address_is_named() -> None:
+    with pytest.raises(MetricsAddressError, match="nonsense"):
+        prometheus_runtime("nonsense")

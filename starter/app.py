@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from starter.routes import ROUTES
 from starter.routes.table import Route, add_routes
 from starter.settings import ServiceSettings
 from starter.temporal import TemporalLink
+from worker.client import connect
 
 
 def create_app(
@@ -55,7 +57,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _temporal(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     link = TemporalLink(
-        settings.temporal_address, settings.namespace, timeout=settings.temporal_timeout
+        settings.temporal_address,
+        settings.namespace,
+        timeout=settings.temporal_timeout,
+        connector=functools.partial(connect, keyring=settings.keyring()),
     )
     app[keys.TEMPORAL] = link
     warm_up = asyncio.create_task(link.healthy())

@@ -143,5 +143,38 @@ async def rate_limit(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-MIDDLEWARES: list[Middleware] = [problems, authentication, rate_limit]
+CODEC_PATHS = "/codec/"
+CORS_HEADERS = "Authorization, Content-Type, X-Namespace"
+
+
+@web.middleware
+async def codec_cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS for the codec server, for the origins of ``DAGFLOW_CODEC_CORS_ORIGINS`` only:
+    preflights answered, other origins refused with 403, credentials allowed."""
+    origin = request.headers.get("Origin")
+    if not request.path.startswith(CODEC_PATHS) or origin is None:
+        return await handler(request)
+    if origin.rstrip("/") not in request.app[keys.SETTINGS].codec_cors_origins:
+        return problem_response(Forbidden(f"origin {origin!r} may not call the codec server"))
+    allow = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Vary": "Origin",
+    }
+    if request.method == "OPTIONS":
+        return web.Response(
+            status=204,
+            headers={
+                **allow,
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": CORS_HEADERS,
+                "Access-Control-Max-Age": "600",
+            },
+        )
+    answer = await handler(request)
+    answer.headers.update(allow)
+    return answer
+
+
+MIDDLEWARES: list[Middleware] = [codec_cors, problems, authentication, rate_limit]
 """Outermost first."""

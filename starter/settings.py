@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from worker.settings import Settings
 
@@ -25,3 +28,17 @@ class ServiceSettings(Settings):
     temporal_timeout: float = Field(
         2.0, gt=0, description="Seconds to wait for Temporal before answering 503."
     )
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (e.g. the Web UI's http://localhost:8233) whose browsers may call "
+        "the codec server's /codec/decode and /codec/encode.",
+    )
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            value = [str(origin).rstrip("/") for origin in value]
+        return value

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter, ToJsonOptions
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
+
+from worker.codec import EncryptionCodec, Keyring
 
 
 class CompactPayloadConverter(PydanticPayloadConverter):
@@ -20,8 +22,24 @@ DATA_CONVERTER = DataConverter(payload_converter_class=CompactPayloadConverter)
 """dagflow's data converter: every process that talks to Temporal must use it."""
 
 
+def data_converter(keyring: Keyring | None) -> DataConverter:
+    """dagflow's data converter, encrypting payloads and failure messages with ``keyring``
+    (see :mod:`worker.codec`); the plain :data:`DATA_CONVERTER` when it is None."""
+    if keyring is None:
+        return DATA_CONVERTER
+    return DataConverter(
+        payload_converter_class=CompactPayloadConverter,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
 async def connect(
-    address: str = "localhost:7233", namespace: str = "default", *, runtime: Runtime | None = None
+    address: str = "localhost:7233",
+    namespace: str = "default",
+    *,
+    runtime: Runtime | None = None,
+    keyring: Keyring | None = None,
 ) -> Client:
     """Connect to Temporal with dagflow's data converter.
 
@@ -30,10 +48,13 @@ async def connect(
         namespace: The Temporal namespace.
         runtime: The Temporal runtime (the worker's, when it serves metrics); the SDK's
             default runtime when None.
+        keyring: Encrypt payloads with these keys; by default those of
+            ``DAGFLOW_ENCRYPTION_KEYS``, so every process (worker, starter, CLI) agrees.
 
     Returns:
         A connected client.
     """
+    keyring = keyring or Keyring.from_env()
     return await Client.connect(
-        address, namespace=namespace, data_converter=DATA_CONVERTER, runtime=runtime
+        address, namespace=namespace, data_converter=data_converter(keyring), runtime=runtime
     )

@@ -5,16 +5,19 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.codec import Keyring
 from workflows.types import DEFAULT_TASK_QUEUE
 
 
 class Settings(BaseSettings):
     """Where Temporal is and how the worker behaves; every field is also a CLI flag."""
 
-    model_config = SettingsConfigDict(env_prefix="DAGFLOW_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DAGFLOW_", extra="ignore", hide_input_in_errors=True
+    )
 
     temporal_address: str = Field("localhost:7233", description="Temporal frontend host:port.")
     namespace: str = "default"
@@ -27,6 +30,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     max_concurrent_activities: int = Field(200, gt=0)
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds running activities get.")
+    encryption_keys: SecretStr | None = Field(
+        None,
+        description="Payload encryption keys, id:base64key comma-separated, the first current "
+        "(environment only; worker.client.connect reads it).",
+    )
     metrics_address: str | None = Field(
         None, description="host:port where a worker serves Prometheus metrics (off when unset)."
     )
@@ -36,6 +44,18 @@ class Settings(BaseSettings):
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def keyring(self) -> Keyring | None:
+        """The payload encryption keyring, or None when encryption is off."""
+        text = self.encryption_keys.get_secret_value().strip() if self.encryption_keys else ""
+        return Keyring.parse(text) if text else None
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keyring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            Keyring.parse(value.get_secret_value())
         return value
 
     @field_validator("allowed_networks")

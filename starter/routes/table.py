@@ -36,8 +36,8 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 """The output of a route (its answer's model)."""
 
-Access = Literal["public", "tenant", "instance"]
-"""Who may call a route: anyone, tenant keys only, or instance keys only."""
+Access = Literal["public", "tenant", "instance", "any"]
+"""Who may call a route: anyone, tenant keys only, instance keys only, or any key."""
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPES = ("application/json", "application/problem+json")
 

@@ -1,0 +1,159 @@
+"""The starter's codec server (POST /codec/decode and /codec/encode) over real HTTP: round trips,
+CORS for configured origins only, keys required, tenants see their own payloads only."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+
+from tests.starter import Databases, Starter, running, service_settings
+from worker.codec import Keyring, encrypt
+
+K1 = base64.b64encode(b"1" * 32).decode()
+UI = "http://localhost:8233"
+PLAIN = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+         "data": base64.b64encode(b'{"card": "4242"}').decode()}  # fmt: skip
+
+
+@pytest.fixture
+async def codec_starter(databases: Databases, temporal_address: str) -> AsyncIterator[Starter]:
+    settings = service_settings(
+        await databases.fresh(),
+        temporal_address,
+        encryption_keys=f"k1:{K1}",
+        codec_cors_origins=f"{UI}, https://ui.example",
+    )
+    async with running(settings) as service:
+        yield service
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def tenant_key(starter: Starter, tenant: str) -> str:
+    admin = starter.instance()
+    await admin.instance.create_tenant(tenant)
+    return (await admin.instance.create_key("codec", tenant=tenant)).key
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    starter: Starter,
+    op: str,
+    payloads: list[dict[str, Any]],
+    key: str | None,
+    **headers: str,
+) -> tuple[int, Any, Any]:
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    async with http.post(
+        f"{starter.base_url}/codec/{op}",
+        json={"payloads": payloads},
+        headers={"X-Namespace": "default", **headers},
+    ) as answer:
+        return answer.status, await answer.json(content_type=None), answer.headers
+
+
+def metadata(payload: dict[str, Any], name: str) -> str:
+    return base64.b64decode(payload["metadata"][name]).decode()
+
+
+async def test_encode_decode_round_trip(
+    codec_starter: Starter, http: aiohttp.ClientSession
+) -> None:
+    key = await tenant_key(codec_starter, f"acme-{uuid.uuid4().hex[:6]}")
+    status, body, _ = await call(http, codec_starter, "encode", [PLAIN], key)
+    assert status == 200, body
+    [sealed] = body["payloads"]
+    assert metadata(sealed, "encoding") == "binary/encrypted"
+    assert metadata(sealed, "encryption-key-id") == "k1"
+    assert "4242" not in base64.b64decode(sealed["data"]).decode(errors="replace")
+    status, body, _ = await call(http, codec_starter, "decode", [sealed, PLAIN], key)
+    assert status == 200, body
+    assert body["payloads"] == [PLAIN, PLAIN], "plain payloads pass through"
+
+
+async def test_tenants_decode_their_own_payloads_and_operators_any(
+    codec_starter: Starter, http: aiohttp.ClientSession
+) -> None:
+    acme, globex = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
+    acme_key, globex_key = (
+        await tenant_key(codec_starter, acme),
+        await tenant_key(codec_starter, globex),
+    )
+    # a payload as a worker writes it in one of acme's runs
+    sealed = json_format.MessageToDict(
+        encrypt(Keyring.parse(f"k1:{K1}"), json_format.ParseDict(PLAIN, Payload()), acme)
+    )
+    _, body, _ = await call(http, codec_starter, "decode", [sealed], globex_key)
+    assert body["payloads"] == [sealed], "another tenant's payload stays encrypted"
+    _, body, _ = await call(http, codec_starter, "decode", [sealed], acme_key)
+    assert body["payloads"] == [PLAIN]
+    status, body, _ = await call(http, codec_starter, "decode", [sealed], "test-instance-key")
+    assert status == 200 and body["payloads"] == [PLAIN], "an instance key decodes any"
+    forged = {**sealed, "metadata": {**sealed["metadata"],
+              "encryption-tenant": base64.b64encode(globex.encode()).decode()}}  # fmt: skip
+    _, body, _ = await call(http, codec_starter, "decode", [forged], globex_key)
+    assert body["payloads"] == [forged], "relabelling the tenant does not decrypt"
+
+
+async def test_a_key_is_required(codec_starter: Starter, http: aiohttp.ClientSession) -> None:
+    for op in ("decode", "encode"):
+        status, body, _ = await call(http, codec_starter, op, [PLAIN], None)
+        assert status == 401, body
+        status, _, _ = await call(http, codec_starter, op, [PLAIN], "dfk_nope")
+        assert status == 401
+
+
+async def test_cors_for_configured_origins_only(
+    codec_starter: Starter, http: aiohttp.ClientSession
+) -> None:
+    url = f"{codec_starter.base_url}/codec/decode"
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+    }
+    async with http.options(url, headers={"Origin": UI, **preflight}) as answer:
+        assert answer.status == 204
+        assert answer.headers["Access-Control-Allow-Origin"] == UI
+        assert answer.headers["Access-Control-Allow-Credentials"] == "true"
+        allowed = answer.headers["Access-Control-Allow-Headers"].lower()
+        assert {"authorization", "content-type", "x-namespace"} <= {
+            h.strip() for h in allowed.split(",")
+        }
+        assert "POST" in answer.headers["Access-Control-Allow-Methods"]
+    async with http.options(url, headers={"Origin": "https://evil.example", **preflight}) as a:
+        assert a.status == 403
+        assert "Access-Control-Allow-Origin" not in a.headers
+    status, _, headers = await call(
+        http, codec_starter, "decode", [PLAIN], "test-instance-key", Origin=UI
+    )
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == UI
+    status, _, headers = await call(http, codec_starter, "decode", [PLAIN], None, Origin=UI)
+    assert status == 401 and headers["Access-Control-Allow-Origin"] == UI, "the UI reads errors"
+    status, _, headers = await call(
+        http, codec_starter, "decode", [PLAIN], "test-instance-key", Origin="https://evil.example"
+    )
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+
+
+async def test_bad_payloads_and_encryption_off(
+    codec_starter: Starter, http: aiohttp.ClientSession, databases: Databases, temporal_address: str
+) -> None:
+    bad = {"metadata": {"encoding": "not base64!"}, "data": ""}
+    status, body, _ = await call(http, codec_starter, "decode", [bad], "test-instance-key")
+    assert status == 400, body
+    settings = service_settings(await databases.fresh(), temporal_address)
+    async with running(settings) as plain:
+        status, body, _ = await call(http, plain, "decode", [PLAIN], "test-instance-key")
+        assert status == 404 and "DAGFLOW_ENCRYPTION_KEYS" in body["detail"]

@@ -14,6 +14,7 @@ from starter import keys
 from starter.auth import hash_key
 from starter.db.engine import create_engine, session_factory
 from starter.files import known_kinds
+from starter.metrics import METRICS, StarterMetrics, measure
 from starter.middleware import MIDDLEWARES
 from starter.ratelimit import RateLimiter
 from starter.routes import ROUTES
@@ -34,7 +35,10 @@ def create_app(
         settings: Where to find the database and Temporal, the keys and limits.
         routes: The route table (default: every route of the API).
     """
-    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[measure, *MIDDLEWARES], client_max_size=settings.max_body_bytes
+    )
+    app[METRICS] = StarterMetrics()
     app[keys.SETTINGS] = settings
     app[keys.LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
     app[keys.KINDS] = frozenset(known_kinds())

@@ -41,6 +41,7 @@ from starter.api import (
 )
 from starter.api.bindings import BindingUpdate
 from starter.api.commands import Binding, BindingCreate, Command, CommandSend
+from starter.api.metrics import MetricsSummary
 from starter.api.runs import Action, RunDetail, RunRef, RunSummary, RunTrace, StepErrors
 from starter.errors import PROBLEM_JSON, ApiError, ProblemDetails
 from workflows.definition import Definition
@@ -124,6 +125,21 @@ class DagflowClient:
         answer = await self.send("GET", "/v1/openapi.json")
         document: dict[str, Any] = json.loads(answer)
         return document
+
+    async def metrics(self) -> str:
+        """``GET /metrics``: the service's metrics in the Prometheus text format."""
+        return (await self.send("GET", "/metrics")).decode()
+
+    async def metrics_summary(self, window: str = "24h") -> MetricsSummary:
+        """``GET /v1/metrics/summary``: the tenant's runs per definition over ``window``
+        (e.g. ``"1h"``, ``"7d"``): counts by outcome, success rate, p50/p95 duration.
+
+        Raises:
+            BadRequest: The window is not a duration, or is over 90 days.
+        """
+        return await self.request(
+            "GET", "/v1/metrics/summary", MetricsSummary, params={"window": window}
+        )
 
     async def request(
         self,

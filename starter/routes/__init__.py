@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from starter.routes import codec, commands, graph, health, instance, runs
+from starter.routes import metrics as metrics_routes
 from starter.routes.bindings import binding_routes
 from starter.routes.definitions import definition_routes
 from starter.routes.table import Call, Route
@@ -23,6 +24,7 @@ ROUTES: list[Route[Any, Any]] = [
     *commands.ROUTES,
     *runs.ROUTES,
     *graph.ROUTES,
+    *metrics_routes.ROUTES,
     *codec.ROUTES,
 ]
 

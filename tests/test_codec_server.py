@@ -3,7 +3,9 @@ CORS for configured origins only, keys required, tenants see their own payloads 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,8 +14,13 @@ import aiohttp
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
 
+from starter.devserver import temporal_binary
+from tests.engine import dag_worker, start_dag
 from tests.starter import Databases, Starter, running, service_settings
+from tests.steps import Probe
+from worker.client import connect
 from worker.codec import Keyring, encrypt
 
 K1 = base64.b64encode(b"1" * 32).decode()
@@ -157,3 +164,65 @@ async def test_bad_payloads_and_encryption_off(
     async with running(settings) as plain:
         status, body, _ = await call(http, plain, "decode", [PLAIN], "test-instance-key")
         assert status == 404 and "DAGFLOW_ENCRYPTION_KEYS" in body["detail"]
+
+
+async def temporal_show(address: str, workflow_id: str, *codec: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        temporal_binary(), "workflow", "show", "--address", address, "--workflow-id",
+        workflow_id, "--output", "json", *codec,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, out.decode()
+    return out.decode() + "\n".join(_payload_data(json.loads(out)))
+
+
+def _payload_data(node: Any) -> list[str]:
+    """Every payload's data in the CLI's JSON, base64-decoded (where the plain text would be)."""
+    if isinstance(node, list):
+        return [text for item in node for text in _payload_data(item)]
+    if not isinstance(node, dict):
+        return []
+    found = (
+        [base64.b64decode(node["data"]).decode(errors="replace")]
+        if "metadata" in node and isinstance(node.get("data"), str)
+        else []
+    )
+    return found + [text for value in node.values() for text in _payload_data(value)]
+
+
+async def test_the_temporal_cli_decodes_a_real_run_through_the_codec_server(
+    codec_starter: Starter, client: Client, temporal_address: str
+) -> None:
+    acme, globex = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
+    acme_key, globex_key = (
+        await tenant_key(codec_starter, acme),
+        await tenant_key(codec_starter, globex),
+    )
+    secret = await connect(temporal_address, client.namespace, keyring=Keyring.parse(f"k1:{K1}"))
+    canary = f"canary-{uuid.uuid4().hex}"
+    async with dag_worker(secret, Probe().activities()) as w:
+        handle = await start_dag(
+            secret,
+            w,
+            {
+                "name": "shown",
+                "steps": {"echo": {"uses": "noop", "with": {"value": canary}}},
+                "output": "${{ steps.echo.output }}",
+            },
+            tenant=acme,
+        )
+        assert await handle.result() == canary
+    endpoint = f"{codec_starter.base_url}/codec"
+    assert canary not in await temporal_show(temporal_address, handle.id)
+    shown = await temporal_show(
+        temporal_address, handle.id, "--codec-endpoint", endpoint,
+        "--codec-auth", f"Bearer {acme_key}",
+    )  # fmt: skip
+    assert canary in shown
+    hidden = await temporal_show(
+        temporal_address, handle.id, "--codec-endpoint", endpoint,
+        "--codec-auth", f"Bearer {globex_key}",
+    )  # fmt: skip
+    assert canary not in hidden
+    assert base64.b64encode(b"binary/encrypted").decode() in hidden, "left encrypted"

@@ -3,7 +3,10 @@ runs succeed, fail and park."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +74,14 @@ async def test_step_and_park_metrics_move_with_real_runs(temporal_address: str) 
 def test_a_bad_metrics_address_is_named() -> None:
     with pytest.raises(MetricsAddressError, match="nonsense"):
         prometheus_runtime("nonsense")
+
+
+async def test_dagflow_worker_exits_2_naming_a_bad_metrics_address(temporal_address: str) -> None:
+    dagflow = str(Path(sys.executable).parent / "dagflow")
+    process = await asyncio.create_subprocess_exec(
+        dagflow, "worker", "--address", temporal_address, "--metrics-address", "nonsense",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2, out
+    assert b"cannot serve metrics on 'nonsense'" in out

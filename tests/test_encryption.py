@@ -3,9 +3,15 @@ keys, survive key rotation, and refuse a payload moved from another tenant's run
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +39,7 @@ from worker.codec import (
 )
 from workflows.types import StepInput
 
+DAGFLOW = str(Path(sys.executable).parent / "dagflow")
 CANARY = "canary-7f3e9a1c-do-not-leak"
 K1 = base64.b64encode(b"1" * 32).decode()
 K2 = base64.b64encode(b"2" * 32).decode()
@@ -294,3 +301,54 @@ def test_bad_keyrings_are_refused_without_their_keys(keys: str, message: str) ->
     with pytest.raises(ValueError, match=message) as error:
         Keyring.parse(keys)
     assert K1 not in str(error.value) and "not base64!" not in str(error.value)
+
+
+async def test_one_setting_turns_it_on_for_the_worker_and_the_cli(
+    tmp_path: Path, client: Client, temporal_address: str
+) -> None:
+    env = {**os.environ, "DAGFLOW_ENCRYPTION_KEYS": f"k1:{K1}"}
+    queue = f"tq-{uuid.uuid4()}"
+    definition = tmp_path / "echo.json"
+    definition.write_text(
+        json.dumps(
+            {
+                "name": "cli-secret",
+                "steps": {"echo": {"uses": "transform", "with": {"value": "${{ input.card }}"}}},
+                "output": "${{ steps.echo.output }}",
+            }
+        )
+    )
+    worker = await asyncio.create_subprocess_exec(
+        DAGFLOW, "worker", "--address", temporal_address, "--task-queue", queue, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        run = await asyncio.create_subprocess_exec(
+            DAGFLOW, "run", str(definition), "--input", json.dumps({"card": CANARY}), "--wait",
+            "--json", "--address", temporal_address, "--task-queue", queue, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(run.communicate(), 60)
+        assert run.returncode == 0, err.decode()
+        report = json.loads(out)
+        assert report["output"] == CANARY, "the CLI decodes what the worker encrypted"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(worker.wait(), 30)
+    assert worker.stdout is not None
+    log = (await worker.stdout.read()).decode()
+    assert K1 not in log
+    histories = await raw_histories(client, report["workflow_id"], report["run_id"])
+    assert leaks(histories) == 0
+    started = histories[0].events[0].workflow_execution_started_event_attributes
+    assert started.input.payloads[0].metadata[KEY_ID] == b"k1"
+
+    bad = await asyncio.create_subprocess_exec(
+        DAGFLOW, "run", str(definition), "--address", temporal_address,
+        env={**env, "DAGFLOW_ENCRYPTION_KEYS": "k1:c2hvcnQta2V5"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(bad.communicate(), 60)
+    assert bad.returncode == 2, err.decode()
+    assert "16, 24 or 32 bytes" in err.decode()
+    assert "c2hvcnQta2V5" not in out.decode() + err.decode(), "keys are never shown"

@@ -85,3 +85,40 @@ async def test_dagflow_worker_exits_2_naming_a_bad_metrics_address(temporal_addr
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2, out
     assert b"cannot serve metrics on 'nonsense'" in out
+
+
+async def test_a_park_is_not_counted_again_when_another_worker_replays_the_run(
+    temporal_address: str,
+) -> None:
+    first, second = free_address(), free_address()
+    tenant = f"m-{uuid.uuid4().hex[:8]}"
+    definition = {
+        "name": "replayed",
+        "steps": {"bad": {"uses": "boom", "retry": {"max_attempts": 1}, "on_error": "manual"}},
+    }
+    client = await connect(temporal_address, runtime=prometheus_runtime(first))
+    queue = f"tq-{uuid.uuid4()}"
+    async with dag_worker(client, Probe().activities(), task_queue=queue) as worker:
+        handle = await start_dag(client, worker, definition, tenant=tenant)
+
+        async def parked() -> bool:
+            text = await scrape(f"http://{first}/metrics")
+            return value(text, "dagflow_steps_parked_total", tenant=tenant) == 1
+
+        await eventually(parked)
+    # a new worker (a new process's counters) picks the run up: it replays the park, then
+    # resolves it live
+    other = await connect(temporal_address, runtime=prometheus_runtime(second))
+    async with dag_worker(other, Probe().activities(), task_queue=queue):
+        await other.get_workflow_handle(handle.id).signal(
+            "retry_step", {"step": "bad", "with": {"ok": True}}
+        )
+        await handle.result()
+        seen: dict[str, str] = {}
+
+        async def resolved() -> bool:
+            seen["text"] = text = await scrape(f"http://{second}/metrics")
+            return value(text, "dagflow_steps_resolved_total", tenant=tenant, action="retry") == 1
+
+        await eventually(resolved)
+        assert value(seen["text"], "dagflow_steps_parked_total", tenant=tenant) == 0

@@ -20,6 +20,7 @@ from activities.netguard import AddressGuard
 from activities.registry import builtin_step_activities, load_plugins
 from activities.secrets import SecretStore
 from worker.client import connect
+from worker.drain import DrainTracker
 from worker.metrics import prometheus_runtime
 from worker.settings import Settings
 from worker.worker import build_worker
@@ -43,14 +44,20 @@ def http_client(settings: Settings) -> HttpClient:
 
 
 def make_worker(
-    client: Client, settings: Settings, http: HttpClient, *, workflows: bool = True
+    client: Client,
+    settings: Settings,
+    http: HttpClient,
+    *,
+    workflows: bool = True,
+    tracker: DrainTracker | None = None,
 ) -> Worker:
-    """The Worker for ``settings``: DagRun (unless ``workflows`` is False) and every step kind."""
+    """The Worker for ``settings``: DagRun (unless ``workflows`` is False) and every step kind;
+    ``tracker`` counts its activities when it drains."""
     return build_worker(
         client,
         task_queue=settings.task_queue,
         activities=list(step_activities(settings, http).values()),
-        interceptors=[LinearBackoffInterceptor()],
+        interceptors=[LinearBackoffInterceptor(), *([tracker] if tracker else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
         shutdown_grace=timedelta(seconds=settings.shutdown_grace),
         workflows=workflows,
@@ -60,8 +67,10 @@ def make_worker(
 async def run_worker(
     settings: Settings, *, workflows: bool = True, stop: asyncio.Event | None = None
 ) -> None:
-    """Run a worker until ``stop`` is set (by default: until SIGTERM or SIGINT), then stop
-    polling and let running activities finish within the grace period.
+    """Run a worker until ``stop`` is set (by default: until SIGTERM or SIGINT), then drain:
+    stop polling and let running activities finish within ``settings.shutdown_grace``, then
+    cancel those still running and hand them back to Temporal to retry (see
+    :mod:`worker.drain`). A second SIGTERM or SIGINT during the drain cancels them at once.
 
     Args:
         settings: Where Temporal is, the task queue, the network guard, where to serve
@@ -78,10 +87,11 @@ async def run_worker(
     stop = stop or asyncio.Event()
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    tracker = DrainTracker()
     async with AsyncExitStack() as stack:
         http = http_client(settings)
         stack.push_async_callback(http.close)
-        worker = make_worker(client, settings, http, workflows=workflows)
+        worker = make_worker(client, settings, http, workflows=workflows, tracker=tracker)
         await stack.enter_async_context(worker)
         log.info(
             "worker polling task queue %r on %s (namespace %s)",
@@ -90,6 +100,24 @@ async def run_worker(
             settings.namespace,
         )
         await stop.wait()
-        log.info("shutting down: running activities get %ss", settings.shutdown_grace)
+        log.info(
+            "shutting down: stopped polling; %d activities running get %ss to finish "
+            "(signal again to cancel them now)",
+            tracker.begin(),
+            settings.shutdown_grace,
+        )
+        for sig in signals:
+            loop.add_signal_handler(sig, _cancel_now, tracker)
+    drain = tracker.draining
+    if drain is not None:
+        log.info(
+            "shut down: %d activities finished, %d cancelled (Temporal retries them elsewhere)",
+            drain.finished,
+            drain.cancelled,
+        )
     for sig in signals:
         loop.remove_signal_handler(sig)
+
+
+def _cancel_now(tracker: DrainTracker) -> None:
+    log.warning("second signal: cancelling %d running activities now", tracker.cancel_all())

@@ -105,6 +105,11 @@ async def reach(settings: Settings) -> Client:
 @click.option("--secrets-file", help="YAML/JSON file of step secrets [DAGFLOW_SECRETS_FILE].")
 @click.option("--max-concurrent-activities", type=int, help="Activities run at once.")
 @click.option(
+    "--shutdown-grace",
+    type=float,
+    help="Seconds running activities get after SIGTERM [DAGFLOW_SHUTDOWN_GRACE; default 10].",
+)
+@click.option(
     "--activities-only",
     is_flag=True,
     help="Serve only step activities (a capability worker for steps' task_queue).",
@@ -118,7 +123,9 @@ async def reach(settings: Settings) -> Client:
 def worker_cmd(activities_only: bool, **flags: Any) -> None:
     """Run a worker: DagRun and every step kind, until SIGTERM or Ctrl-C.
 
-    On SIGTERM the worker stops polling and gives running activities a grace period.
+    On SIGTERM the worker stops polling and gives running activities a grace period, then
+    cancels those still running so that Temporal retries them on another worker. A second
+    SIGTERM or Ctrl-C cancels them at once.
 
     \b
     Example:

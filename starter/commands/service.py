@@ -57,6 +57,11 @@ async def migrate(settings: ServiceSettings) -> str | None:
 @click.command("serve")
 @click.option("--host", help="Interface to listen on [DAGFLOW_HOST; default 127.0.0.1].")
 @click.option("--port", type=int, help="Port (0: any free one) [DAGFLOW_PORT; default 8080].")
+@click.option(
+    "--shutdown-grace",
+    type=float,
+    help="Seconds requests in flight get after SIGTERM [DAGFLOW_SHUTDOWN_GRACE; default 10].",
+)
 @database_option
 @temporal_options
 def serve_cmd(**flags: Any) -> None:

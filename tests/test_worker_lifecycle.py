@@ -152,6 +152,18 @@ async def wait_for(event: asyncio.Event, within: float = 60) -> None:
     await asyncio.wait_for(event.wait(), within)
 
 
+async def last_failure(handle: WorkflowHandle[Any, Any]) -> tuple[int, str, str]:
+    """The attempt, and the type and message of the failure before it, of the run's last
+    started activity (Temporal keeps an attempt's failure on the next attempt's start)."""
+    found = (0, "", "")
+    async for event in handle.fetch_history_events():
+        if event.HasField("activity_task_started_event_attributes"):
+            started = event.activity_task_started_event_attributes
+            failure = started.last_failure
+            found = (started.attempt, failure.application_failure_info.type, failure.message)
+    return found
+
+
 def slow_step(rec: Receiver, name: str, seconds: float, **step: Any) -> dict[str, Any]:
     return {"uses": "http", "with": {"url": f"{rec.url}/slow/{name}?s={seconds}"}, **step}
 
@@ -198,10 +210,15 @@ async def test_a_step_outlasting_the_grace_is_cancelled_and_retried_by_another_w
         (step,) = (await progress(handle)).steps
     assert (step.status, step.attempts) == ("succeeded", 2)
     assert rec.calls["long"] == 2
+    assert await last_failure(handle) == (
+        2,
+        "WorkerShutdown",
+        "the worker shut down before attempt 1 finished",
+    )
     assert "shutting down" not in second.log
 
 
-async def test_a_second_sigterm_cancels_running_steps_at_once(
+async def test_a_second_signal_cancels_running_steps_at_once(
     client: Client, temporal_address: str
 ) -> None:
     queue = f"tq-{uuid.uuid4()}"
@@ -216,7 +233,7 @@ async def test_a_second_sigterm_cancels_running_steps_at_once(
             return "shutting down" in first.log
 
         await eventually(draining, within=30)
-        first.proc.send_signal(signal.SIGTERM)
+        first.proc.send_signal(signal.SIGINT)  # Ctrl-C does the same as a second SIGTERM
         assert await first.exited(within=30) == 0, first.log  # not the 600 s grace
         assert "second signal: cancelling 1 running activities now" in first.log
         assert "shut down: 0 activities finished, 1 cancelled" in first.log
@@ -224,6 +241,7 @@ async def test_a_second_sigterm_cancels_running_steps_at_once(
         await asyncio.wait_for(handle.result(), 60)
         (step,) = (await progress(handle)).steps
     assert (step.status, step.attempts) == ("succeeded", 2)
+    assert (await last_failure(handle))[:2] == (2, "WorkerShutdown")
 
 
 STEPS = 50

@@ -36,6 +36,7 @@ async def codec_starter(databases: Databases, temporal_address: str) -> AsyncIte
         temporal_address,
         encryption_keys=f"k1:{K1}",
         codec_cors_origins=f"{UI}, https://ui.example",
+        task_queue=f"tq-{uuid.uuid4()}",
     )
     async with running(settings) as service:
         yield service
@@ -226,3 +227,28 @@ async def test_the_temporal_cli_decodes_a_real_run_through_the_codec_server(
     )  # fmt: skip
     assert canary not in hidden
     assert base64.b64encode(b"binary/encrypted").decode() in hidden, "left encrypted"
+
+
+async def test_runs_started_through_the_starter_are_encrypted_for_their_tenant(
+    codec_starter: Starter, client: Client, temporal_address: str
+) -> None:
+    tenant_id = f"t-{uuid.uuid4().hex[:8]}"
+    tenant = await codec_starter.tenant(tenant_id)
+    canary = f"canary-{uuid.uuid4().hex}"
+    await tenant.definitions.create(
+        {
+            "name": "through-starter",
+            "steps": {"echo": {"uses": "transform", "with": {"value": "${{ input.card }}"}}},
+            "output": "${{ steps.echo.output }}",
+        }
+    )
+    secret = await connect(temporal_address, client.namespace, keyring=Keyring.parse(f"k1:{K1}"))
+    queue = codec_starter.settings.task_queue
+    async with dag_worker(secret, Probe().activities(), task_queue=queue):
+        ref = await tenant.runs.start("through-starter", {"card": canary})
+        assert await secret.get_workflow_handle(ref.workflow_id).result() == canary
+    history = await client.get_workflow_handle(ref.workflow_id).fetch_history()
+    raw = b"".join(event.SerializeToString() for event in history.events)
+    assert canary.encode() not in raw
+    started = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    assert started.metadata["encryption-tenant"] == tenant_id.encode()

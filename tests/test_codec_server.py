@@ -229,7 +229,7 @@ async def test_the_temporal_cli_decodes_a_real_run_through_the_codec_server(
     assert base64.b64encode(b"binary/encrypted").decode() in hidden, "left encrypted"
 
 
-async def test_runs_started_through_the_starter_are_encrypted_for_their_tenant(
+async def test_runs_started_through_the_starter_are_encrypted_for_their_tenant_and_read_back(
     codec_starter: Starter, client: Client, temporal_address: str
 ) -> None:
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
@@ -247,6 +247,8 @@ async def test_runs_started_through_the_starter_are_encrypted_for_their_tenant(
     async with dag_worker(secret, Probe().activities(), task_queue=queue):
         ref = await tenant.runs.start("through-starter", {"card": canary})
         assert await secret.get_workflow_handle(ref.workflow_id).result() == canary
+        run = await tenant.runs.get(ref.id)
+        assert (run.input, run.output) == ({"card": canary}, canary), "the starter decodes"
     history = await client.get_workflow_handle(ref.workflow_id).fetch_history()
     raw = b"".join(event.SerializeToString() for event in history.events)
     assert canary.encode() not in raw

@@ -6,7 +6,8 @@ worker's ``graceful_shutdown_timeout``; then it cancels those still running (an
 ``asyncio.CancelledError`` inside the activity: no heartbeat is needed, the cancellation comes
 from the worker itself). :class:`DrainTracker` turns such a cancellation into an
 ``ApplicationError`` of type ``WorkerShutdown``, which Temporal retries under the step's retry
-policy, instead of a cancellation that the run would record as the step's outcome.
+policy, so the attempt's failure says why it ended. (Temporal retries the SDK's own report of
+a shutdown cancellation as well; it just does not say so as plainly.)
 :meth:`DrainTracker.cancel_all` cancels them before the grace ends (a second SIGTERM).
 """
 

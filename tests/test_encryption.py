@@ -22,6 +22,7 @@ from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
 
 from tests.engine import chain_definition, dag_worker, eventually, progress, start_dag
 from tests.steps import Probe
@@ -37,6 +38,9 @@ from worker.codec import (
     encrypt,
     tenant_of,
 )
+from worker.worker import sandbox_runner
+from workflows.command import DagCommand
+from workflows.dag_run import DagForEachBatch, DagRun
 from workflows.types import StepInput
 
 DAGFLOW = str(Path(sys.executable).parent / "dagflow")
@@ -149,6 +153,14 @@ async def test_real_runs_leave_no_plain_text_in_history(
     for history in histories:
         text = history.SerializeToString()
         assert b"was declined" not in text, "failure messages are encrypted too"
+    replayer = Replayer(
+        workflows=[DagRun, DagForEachBatch, DagCommand],
+        data_converter=secret_client.data_converter,
+        workflow_runner=sandbox_runner(),
+    )
+    await replayer.replay_workflow(
+        await secret_client.get_workflow_handle(handle.id).fetch_history()
+    )
     started = histories[0].events[0].workflow_execution_started_event_attributes
     metadata = started.input.payloads[0].metadata
     assert metadata["encoding"] == ENCODING

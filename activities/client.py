@@ -8,21 +8,25 @@ other status is a final error that quotes the start of the response body.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from multidict import CIMultiDict
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from yarl import URL
 
 from activities import errors
 from activities.netguard import AddressGuard, GuardedResolver
+from activities.protection import HostProtection, host_key
+from workflows.definition import CircuitBreaker, RateLimit
 
 DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 10
@@ -62,6 +66,10 @@ class Request:
             POST, continues as a GET without a body.
         credential: A secret header, sent only to the origin of ``url``.
         read_body: Read the body of a successful response (else it stays empty).
+        circuit_breaker: The step's breaker for the host of ``url``: None for the worker's
+            default, False for none.
+        rate_limit: The step's rate limit for the host of ``url``: None for the worker's
+            default, False for none.
     """
 
     method: str
@@ -72,6 +80,8 @@ class Request:
     follow_redirects: bool = True
     credential: Credential | None = None
     read_body: bool = True
+    circuit_breaker: CircuitBreaker | Literal[False] | None = None
+    rate_limit: RateLimit | Literal[False] | None = None
 
     def wire_headers(self) -> CIMultiDict[str]:
         """The headers to send, with the credential's."""
@@ -178,6 +188,8 @@ class HttpClient:
         max_body: Largest response body accepted, in bytes (after decompression).
         max_redirects: Redirect hops followed before giving up.
         timeout: aiohttp timeouts of one request.
+        protection: Circuit breakers and rate limits per host, with the worker's defaults
+            (by default none, unless a step sets its own).
     """
 
     def __init__(
@@ -187,11 +199,13 @@ class HttpClient:
         max_body: int = DEFAULT_MAX_BODY,
         max_redirects: int = DEFAULT_MAX_REDIRECTS,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        protection: HostProtection | None = None,
     ) -> None:
         self.guard = guard or AddressGuard()
         self.max_body = max_body
         self.max_redirects = max_redirects
         self.timeout = timeout
+        self.protection = protection or HostProtection()
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -203,12 +217,37 @@ class HttpClient:
     async def send(self, request: Request) -> Response:
         """Send a request, following redirects by hand so that every hop is guarded.
 
+        The circuit breaker and rate limit of the request's host (that of its first URL) apply
+        to the whole exchange, redirects included.
+
         Returns:
             The successful response.
 
         Raises:
             ApplicationError: Typed as in :mod:`activities.errors`.
         """
+        return await self.protection.call(
+            host_key(request.url),
+            lambda: self._send_in_time(request),
+            circuit_breaker=request.circuit_breaker,
+            rate_limit=request.rate_limit,
+        )
+
+    async def _send_in_time(self, request: Request) -> Response:
+        """:meth:`_send`, given up as a ``NetworkError`` when the activity's attempt times out
+        (Temporal does not cancel a timed-out attempt on the worker), so that the host's
+        circuit breaker counts it and the worker does not wait on for a dead answer."""
+        left = attempt_time_left()
+        if left is None:
+            return await self._send(request)
+        try:
+            async with asyncio.timeout(left):
+                return await self._send(request)
+        except TimeoutError:
+            reason = TimeoutError(f"no answer within the step's timeout ({left:.1f}s left)")
+            raise errors.network(request.method, str(request.url), reason) from None
+
+    async def _send(self, request: Request) -> Response:
         first = request
         for _ in range(self.max_redirects + 1):
             answer = await self._exchange(request)
@@ -302,6 +341,23 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> timedel
             when = when.replace(tzinfo=UTC)
         delay = when - (now or datetime.now(UTC))
     return delay if delay > timedelta(0) else None
+
+
+def attempt_time_left(now: datetime | None = None) -> float | None:
+    """Seconds left before the running activity's attempt times out (start-to-close).
+
+    None outside an activity, without a start-to-close timeout, or when the deadline has
+    already passed (the server has given up on the attempt; test environments start attempts
+    at the epoch).
+    """
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    if info.start_to_close_timeout is None:
+        return None
+    deadline = info.started_time + info.start_to_close_timeout
+    left = (deadline - (now or datetime.now(UTC))).total_seconds()
+    return left if left > 0 else None
 
 
 def _has_body(request: Request) -> bool:

@@ -18,6 +18,8 @@ HTTP_ERROR = "HttpError"
 NETWORK_ERROR = "NetworkError"
 RESPONSE_TOO_LARGE = "ResponseTooLarge"
 TOO_MANY_REDIRECTS = "TooManyRedirects"
+CIRCUIT_OPEN = "CircuitOpen"
+RATE_LIMITED = "RateLimited"
 
 
 def bad_step_input(field: str, reason: str) -> ApplicationError:
@@ -103,4 +105,28 @@ def too_many_redirects(method: str, url: str, hops: int) -> ApplicationError:
     """The redirect chain is longer than allowed."""
     return ApplicationError(
         f"{method} {url}: more than {hops} redirects", type=TOO_MANY_REDIRECTS, non_retryable=True
+    )
+
+
+def circuit_open(host: str, retry_in: timedelta) -> ApplicationError:
+    """The host's circuit breaker is open: nothing was sent; retry when it lets a probe by."""
+    return ApplicationError(
+        f"circuit breaker for {host} is open after repeated failures: no request was sent;"
+        f" a probe goes through in {retry_in.total_seconds():.1f}s",
+        {"host": host},
+        type=CIRCUIT_OPEN,
+        non_retryable=False,
+        next_retry_delay=retry_in,
+    )
+
+
+def rate_limited(host: str, retry_in: timedelta) -> ApplicationError:
+    """The host's rate limit has no token within the wait allowed: retry when one is free."""
+    return ApplicationError(
+        f"rate limit for {host}: no request slot for {retry_in.total_seconds():.1f}s,"
+        " longer than rate_limit.max_wait; no request was sent",
+        {"host": host},
+        type=RATE_LIMITED,
+        non_retryable=False,
+        next_retry_delay=retry_in,
     )

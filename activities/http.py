@@ -41,7 +41,8 @@ class HttpSteps:
 
         Raises:
             ApplicationError: ``BadStepInput``, ``SecretNotFound``, ``AddressNotAllowed``,
-                ``HttpError``, ``NetworkError``, ``ResponseTooLarge`` or ``TooManyRedirects``.
+                ``HttpError``, ``NetworkError``, ``ResponseTooLarge``, ``TooManyRedirects``,
+                ``CircuitOpen`` or ``RateLimited``.
         """
         spec = parse_with(HttpWith, step)
         response = await self._client.send(self._request(step, spec))
@@ -62,6 +63,8 @@ class HttpSteps:
             ok_status=ok_statuses(spec.ok_status),
             follow_redirects=bool(spec.follow_redirects),
             credential=credential,
+            circuit_breaker=spec.circuit_breaker,
+            rate_limit=spec.rate_limit,
         )
 
 

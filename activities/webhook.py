@@ -114,7 +114,7 @@ class WebhookSteps:
 
         Raises:
             ApplicationError: ``BadStepInput``, ``SecretNotFound``, ``AddressNotAllowed``,
-                ``HttpError`` or ``NetworkError``.
+                ``HttpError``, ``NetworkError``, ``CircuitOpen`` or ``RateLimited``.
         """
         spec = parse_with(WebhookWith, step)
         url = web_url(spec.url)
@@ -133,6 +133,8 @@ class WebhookSteps:
             ok_status=ok_statuses(spec.ok_status),
             follow_redirects=False,
             read_body=False,
+            circuit_breaker=spec.circuit_breaker,
+            rate_limit=spec.rate_limit,
         )
         response = await self._client.send(request)
         return {"status": response.status}

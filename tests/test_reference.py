@@ -223,6 +223,7 @@ CASES: dict[str, Case] = {
         output={"found": True, "label": {"label": "L-A-1001-2"}},
     ),
     "kind-webhook": Case(input={"order_id": "A-1001"}, output=204),
+    "protect": Case(input={}, output=3),
     "kind-transform": Case(
         input={
             "lines": [
@@ -303,7 +304,7 @@ def test_every_example_runs() -> None:
 async def test_example_runs(name: str, client: Client, worker: Worker, shop: Shop) -> None:
     case = CASES[name]
     run_input = case.input
-    if name in ("kind-http", "kind-webhook"):
+    if name in ("kind-http", "kind-webhook", "protect"):
         run_input = {**run_input, "shop_url": shop.url, "hook_url": f"{shop.url}/hook"}
     library = {}
     for child in case.library:

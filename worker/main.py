@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from activities.client import HttpClient
 from activities.interceptor import LinearBackoffInterceptor
 from activities.netguard import AddressGuard
+from activities.protection import HostProtection
 from activities.registry import builtin_step_activities, load_plugins
 from activities.secrets import SecretStore
 from worker.client import connect
@@ -39,8 +40,14 @@ def step_activities(settings: Settings, http: HttpClient) -> dict[str, Callable[
 
 
 def http_client(settings: Settings) -> HttpClient:
-    """The worker's one HTTP client, guarded by the configured allowed networks."""
-    return HttpClient(guard=AddressGuard(settings.allowed_networks))
+    """The worker's one HTTP client, guarded by the configured allowed networks, with the
+    default circuit breaker and rate limit per host."""
+    return HttpClient(
+        guard=AddressGuard(settings.allowed_networks),
+        protection=HostProtection(
+            circuit_breaker=settings.http_circuit_breaker, rate_limit=settings.http_rate_limit
+        ),
+    )
 
 
 def make_worker(

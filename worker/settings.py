@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.codec import Keyring
+from workflows.definition import CircuitBreaker, RateLimit
 from workflows.types import DEFAULT_TASK_QUEUE
 
 
@@ -30,6 +32,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     max_concurrent_activities: int = Field(200, gt=0)
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds running activities get.")
+    http_circuit_breaker: Annotated[CircuitBreaker | None, NoDecode] = Field(
+        None,
+        description="Per-host circuit breaker of http and webhook steps that set none, as JSON "
+        '(e.g. {"failures": 5, "window": "30s", "open_for": "30s"}); off when unset.',
+    )
+    http_rate_limit: Annotated[RateLimit | None, NoDecode] = Field(
+        None,
+        description="Per-host rate limit of http and webhook steps that set none, as JSON "
+        '(e.g. {"per_second": 10, "burst": 20}); off when unset.',
+    )
     encryption_keys: SecretStr | None = Field(
         None,
         description="Payload encryption keys, id:base64key comma-separated, the first current "
@@ -56,6 +68,19 @@ class Settings(BaseSettings):
     def _keyring(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip():
             Keyring.parse(value.get_secret_value())
+        return value
+
+    @field_validator("http_circuit_breaker", "http_rate_limit", mode="before")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text in ("", "off"):
+                return None
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError(f"not JSON: {text!r}") from None
         return value
 
     @field_validator("allowed_networks")

@@ -6,6 +6,7 @@ generated from them (:func:`definition_json_schema`).
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -231,6 +232,59 @@ class Definition(_Model):
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
+class CircuitBreaker(_Model):
+    """A per-host circuit breaker for ``http`` and ``webhook`` steps.
+
+    Each worker process keeps one breaker per host (scheme, host and port). It opens after
+    ``failures`` failed requests (5xx, 429, network errors, timeouts; not other 4xx) within
+    ``window``; while open, steps to that host fail at once with ``CircuitOpen`` without
+    sending anything; after ``open_for`` one probe request goes through and closes it again on
+    success, or opens it again on failure.
+    """
+
+    failures: int = Field(5, ge=1, description="Failed requests within `window` that open it.")
+    window: Duration = Field(
+        "30s", validate_default=True, description="How far back failures are counted."
+    )
+    open_for: Duration = Field(
+        "30s",
+        validate_default=True,
+        description="How long it stays open before one probe request is let through.",
+    )
+
+
+class RateLimit(_Model):
+    """A per-host token bucket for ``http`` and ``webhook`` steps (kept by each worker)."""
+
+    per_second: float = Field(gt=0, description="Requests per second to the host, on average.")
+    burst: int | None = Field(
+        None,
+        ge=1,
+        description="Requests that may go at once after a quiet spell (default: per_second, "
+        "rounded up).",
+    )
+    max_wait: Duration = Field(
+        "10s",
+        validate_default=True,
+        description="Longest an attempt waits for a token; when the wait would be longer, the "
+        "attempt fails with `RateLimited` and is retried when a token is free.",
+    )
+
+    @property
+    def capacity(self) -> int:
+        """The bucket's size: ``burst``, else ``per_second`` rounded up."""
+        return self.burst if self.burst is not None else max(1, math.ceil(self.per_second))
+
+
+BREAKER_DESCRIPTION = (
+    "A per-host circuit breaker (see CircuitBreaker); `false` turns off the worker's default "
+    "for this step."
+)
+RATE_LIMIT_DESCRIPTION = (
+    "A per-host rate limit (see RateLimit); `false` turns off the worker's default for this step."
+)
+
+
 class HttpWith(_Model):
     """Inputs of ``uses: http``."""
 
@@ -248,6 +302,10 @@ class HttpWith(_Model):
     )
     secret_prefix: str = Field("Bearer ", description="Text put before the secret's value.")
     follow_redirects: bool | Expr = True
+    circuit_breaker: CircuitBreaker | Literal[False] | None = Field(
+        None, description=BREAKER_DESCRIPTION
+    )
+    rate_limit: RateLimit | Literal[False] | None = Field(None, description=RATE_LIMIT_DESCRIPTION)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -271,6 +329,10 @@ class WebhookWith(_Model):
     headers: dict[str, str] | Expr = Field(default_factory=dict)
     event: str | None = Field(None, description="Sent as the X-Dagflow-Event header.")
     ok_status: int | list[int] | Expr | None = None
+    circuit_breaker: CircuitBreaker | Literal[False] | None = Field(
+        None, description=BREAKER_DESCRIPTION
+    )
+    rate_limit: RateLimit | Literal[False] | None = Field(None, description=RATE_LIMIT_DESCRIPTION)
 
 
 class TransformWith(_Model):

@@ -105,6 +105,18 @@ async def reach(settings: Settings) -> Client:
 @click.option("--secrets-file", help="YAML/JSON file of step secrets [DAGFLOW_SECRETS_FILE].")
 @click.option("--max-concurrent-activities", type=int, help="Activities run at once.")
 @click.option(
+    "--http-circuit-breaker",
+    metavar="JSON",
+    help='Per-host circuit breaker of HTTP steps that set none, e.g. \'{"failures": 5, '
+    '"window": "30s", "open_for": "30s"}\' [DAGFLOW_HTTP_CIRCUIT_BREAKER; default: off].',
+)
+@click.option(
+    "--http-rate-limit",
+    metavar="JSON",
+    help='Per-host rate limit of HTTP steps that set none, e.g. \'{"per_second": 10, '
+    '"burst": 20}\' [DAGFLOW_HTTP_RATE_LIMIT; default: off].',
+)
+@click.option(
     "--shutdown-grace",
     type=float,
     help="Seconds running activities get after SIGTERM [DAGFLOW_SHUTDOWN_GRACE; default 10].",

@@ -16,6 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -32,7 +33,7 @@ from activities.protection import Breaker, BreakerState, HostProtection, host_ke
 from activities.registry import builtin_step_activities
 from activities.secrets import SecretStore
 from tests.engine import dag_worker, progress, start_dag
-from worker.main import http_client
+from worker.main import http_client, make_worker
 from worker.settings import Settings
 from workflows.definition import CircuitBreaker, RateLimit
 from workflows.types import LinearBackoff
@@ -451,3 +452,41 @@ async def test_an_attempt_that_times_out_is_a_failure(
     step = (await progress(handle)).steps[0]
     assert step.error is not None and "CircuitOpen" in step.error, step.error
     assert f"/fast/{tag}" not in target.hits
+
+
+async def test_worker_default_applies_to_steps_that_set_none(
+    client: Client, target: Target
+) -> None:
+    settings = Settings(
+        task_queue=f"tq-{uuid.uuid4()}",
+        allowed_networks=["127.0.0.0/8"],
+        http_circuit_breaker='{"failures": 1, "open_for": "1m"}',
+    )
+    http = http_client(settings)
+    tag = uuid.uuid4().hex
+
+    def call(path: str, **with_: Any) -> dict[str, Any]:
+        return {
+            "uses": "http",
+            "with": {"url": f"{target.url}{path}", **with_},
+            "retry": {"backoff": "none"},
+            "on_error": "continue",
+        }
+
+    async with make_worker(client, settings, http) as running:
+        trip = {"name": "trip", "steps": {"down": call(f"/down/{tag}")}}
+        await asyncio.wait_for((await start_dag(client, running, trip)).result(), 30)
+        definition = {
+            "name": "after-trip",
+            "steps": {
+                "guarded": call(f"/guarded/{tag}"),
+                "opted_out": call(f"/opted-out/{tag}", circuit_breaker=False),
+            },
+        }
+        handle = await start_dag(client, running, definition)
+        await asyncio.wait_for(handle.result(), 30)
+        steps = {s.step: s for s in (await progress(handle)).steps}
+    await http.close()
+    assert steps["guarded"].error is not None and "CircuitOpen" in steps["guarded"].error
+    assert f"/guarded/{tag}" not in target.hits
+    assert steps["opted_out"].status.value == "succeeded"

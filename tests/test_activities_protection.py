@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import time
 import uuid
 from collections import defaultdict
@@ -385,12 +384,10 @@ async def test_rate_limit_holds_at_the_server(
     await asyncio.wait_for(handle.result(), 60)
     hits = sorted(target.hits[path])
     assert len(hits) == items
-    for first, last in itertools.combinations(range(items), 2):
-        span = hits[last] - hits[first]
-        assert last - first + 1 <= burst + per_second * span + 1, (first, last, span)
-    assert hits[-1] - hits[0] >= (items - burst) / per_second - 0.2
-    in_one_second = max(sum(1 for t in hits if s <= t < s + 1) for s in hits)
-    assert in_one_second <= per_second + burst
+    assert hits[-1] - hits[0] >= (items - burst) / per_second - 0.2  # the limit held them back
+    for window in (1, 2):  # what the server saw in any 1 s and 2 s
+        most = max(sum(1 for t in hits if s <= t < s + window) for s in hits)
+        assert most <= burst + per_second * window, (window, most)
 
 
 # --- worker defaults -----------------------------------------------------------------------------

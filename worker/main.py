@@ -22,6 +22,7 @@ from activities.registry import builtin_step_activities, load_plugins
 from activities.secrets import SecretStore
 from worker.client import connect
 from worker.drain import DrainTracker
+from worker.logs import quiet_step_failures
 from worker.metrics import prometheus_runtime
 from worker.settings import Settings
 from worker.worker import build_worker
@@ -85,6 +86,7 @@ async def run_worker(
         workflows: Whether to run DagRun too (False: an activity-only capability worker).
         stop: Set it to stop the worker; when None, SIGTERM and SIGINT set it.
     """
+    quiet_step_failures()
     runtime = prometheus_runtime(settings.metrics_address) if settings.metrics_address else None
     client = await connect(settings.temporal_address, settings.namespace, runtime=runtime)
     if settings.metrics_address:

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from starter import keys
+from starter.alerts import Notifier
 from starter.auth import hash_key
 from starter.db.engine import create_engine, session_factory
 from starter.files import known_kinds
@@ -46,6 +47,8 @@ def create_app(
     app[keys.BOOTSTRAP_KEY_HASH] = hash_key(bootstrap) if bootstrap else None
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_temporal)
+    if settings.alerts:
+        app.cleanup_ctx.append(_alerts)
     add_routes(app, ROUTES if routes is None else routes)
     return app
 
@@ -72,3 +75,15 @@ async def _temporal(app: web.Application) -> AsyncIterator[None]:
     warm_up.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await warm_up
+
+
+async def _alerts(app: web.Application) -> AsyncIterator[None]:
+    """The alert notifier (:mod:`starter.alerts`), stopped before the database closes."""
+    notifier = Notifier(app[keys.SETTINGS], app[keys.SESSIONS], app[keys.TEMPORAL])
+    app[keys.NOTIFIER] = notifier
+    loop = asyncio.create_task(notifier.run())
+    yield
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
+    await notifier.close()

@@ -39,6 +39,7 @@ from starter.api import (
     Version,
     VersionInfo,
 )
+from starter.api.alerts import AlertDelivery, AlertRule
 from starter.api.bindings import BindingUpdate
 from starter.api.commands import Binding, BindingCreate, Command, CommandSend
 from starter.api.metrics import MetricsSummary
@@ -90,6 +91,8 @@ class DagflowClient:
         """The caller's tenant's bindings (and, read-only, the instance's)."""
         self.commands = CommandsApi(self)
         """The caller's tenant's commands."""
+        self.alerts = AlertsApi(self)
+        """The caller's tenant's alert rules and alert deliveries."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -438,6 +441,72 @@ class BindingsApi:
             Forbidden: A tenant key naming an instance binding.
         """
         return await self._client.request("DELETE", f"{self._base}/{int(binding_id)}", Binding)
+
+
+class AlertsApi:
+    """Alert rules of the caller's tenant (``/v1/alerts/rules``) and their deliveries."""
+
+    def __init__(self, client: DagflowClient) -> None:
+        self._client = client
+        self._base = "/v1/alerts/rules"
+
+    async def create(
+        self,
+        kind: str,
+        url: str,
+        *,
+        definition: str | None = None,
+        secret: str | None = None,
+        threshold: float | None = None,
+        window: str | None = None,
+        min_runs: int | None = None,
+        enabled: bool | None = None,
+    ) -> AlertRule:
+        """Add a rule: ``kind`` is ``run_failed``, ``step_parked`` or ``failure_rate`` (which
+        takes ``threshold`` percent, ``window`` and ``min_runs``); ``secret`` names the signing
+        secret (default ``alerts``).
+
+        Raises:
+            Invalid: A bad field, or a secret the starter cannot resolve for the tenant.
+        """
+        given = {
+            "kind": kind,
+            "url": url,
+            "definition": definition,
+            "secret": secret,
+            "threshold": threshold,
+            "window": window,
+            "min_runs": min_runs,
+            "enabled": enabled,
+        }
+        body = json.dumps({k: v for k, v in given.items() if v is not None})
+        return await self._client.request("POST", self._base, AlertRule, text=body)
+
+    async def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[AlertRule]:
+        """One page of the tenant's rules, oldest first."""
+        params = {"limit": limit, "cursor": cursor}
+        return await self._client.request("GET", self._base, Page[AlertRule], params=params)
+
+    async def get(self, rule_id: int) -> AlertRule:
+        """One rule."""
+        return await self._client.request("GET", f"{self._base}/{int(rule_id)}", AlertRule)
+
+    async def update(self, rule_id: int, **changes: str | bool) -> AlertRule:
+        """Change a rule's ``url``, ``secret`` or ``enabled``."""
+        path = f"{self._base}/{int(rule_id)}"
+        return await self._client.request("PATCH", path, AlertRule, text=json.dumps(changes))
+
+    async def delete(self, rule_id: int) -> AlertRule:
+        """Remove a rule and the record of its deliveries."""
+        return await self._client.request("DELETE", f"{self._base}/{int(rule_id)}", AlertRule)
+
+    async def deliveries(
+        self, *, rule: int | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[AlertDelivery]:
+        """One page of the tenant's alerts, newest first, with how their delivery went."""
+        params = {"rule": rule, "limit": limit, "cursor": cursor}
+        path = "/v1/alerts/deliveries"
+        return await self._client.request("GET", path, Page[AlertDelivery], params=params)
 
 
 class CommandsApi:

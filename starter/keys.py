@@ -13,6 +13,7 @@ from starter.settings import ServiceSettings
 from starter.temporal import TemporalLink
 
 if TYPE_CHECKING:
+    from starter.alerts import Notifier
     from starter.routes.table import Route
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
@@ -24,6 +25,8 @@ ROUTES: web.AppKey[dict[str, Route[Any, Any]]] = web.AppKey("routes")
 """Every served route by its name (the aiohttp route name)."""
 KINDS: web.AppKey[frozenset[str]] = web.AppKey("kinds")
 """The step kinds definitions may use: the built-in ones and the installed plugins'."""
+NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
+"""The alert notifier, when ``DAGFLOW_ALERTS`` runs it in this process."""
 BOOTSTRAP_KEY_HASH: web.AppKey[str | None] = web.AppKey("bootstrap_key_hash")
 """The sha256 of the instance key from the settings, if one is set."""
 

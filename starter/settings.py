@@ -33,6 +33,23 @@ class ServiceSettings(Settings):
         description="Origins (e.g. the Web UI's http://localhost:8233) whose browsers may call "
         "the codec server's /codec/decode and /codec/encode.",
     )
+    alerts: bool = Field(
+        True, description="Run the alert notifier (evaluates tenants' alert rules) in this process."
+    )
+    alerts_interval: float = Field(
+        10.0, gt=0, description="Seconds between two evaluations of the alert rules."
+    )
+    alert_attempts: int = Field(
+        5, ge=1, le=20, description="Delivery attempts of one alert (network errors, 429, 5xx)."
+    )
+    alert_backoff: float = Field(
+        1.0, gt=0, description="Seconds before the second delivery attempt; doubles after."
+    )
+    alert_secrets_file: str | None = Field(
+        None,
+        description="YAML or JSON file of alert signing secrets, {tenant: {name: value}} with "
+        '"*" for every tenant; alert rules name one.',
+    )
 
     @field_validator("codec_cors_origins", mode="before")
     @classmethod

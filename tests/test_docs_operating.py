@@ -244,6 +244,8 @@ def command_options(path: list[str]) -> set[str]:
 def same_default(cell: str, default: object) -> bool:
     if cell == "none":
         return default in (None, [])
+    if isinstance(default, bool):
+        return cell == str(default).lower()
     if isinstance(default, int | float) and not isinstance(default, bool):
         return float(cell) == float(default)
     return cell == default
@@ -271,6 +273,7 @@ def test_settings_table_reader_rejects_a_wrong_default() -> None:
     assert not same_default("8081", 8080)
     assert not same_default("none", "default")
     assert same_default("10", 10.0)
+    assert same_default("true", True) and not same_default("True", True)
 
 
 # --- everything else the page names -----------------------------------------------------------

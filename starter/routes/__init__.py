@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starter.routes import codec, commands, graph, health, instance, runs
+from starter.routes import alerts, codec, commands, graph, health, instance, runs
 from starter.routes import metrics as metrics_routes
 from starter.routes.bindings import binding_routes
 from starter.routes.definitions import definition_routes
@@ -25,6 +25,7 @@ ROUTES: list[Route[Any, Any]] = [
     *runs.ROUTES,
     *graph.ROUTES,
     *metrics_routes.ROUTES,
+    *alerts.ROUTES,
     *codec.ROUTES,
 ]
 

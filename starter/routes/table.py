@@ -81,6 +81,7 @@ PATH_PARAMS: dict[str, PathParam] = {
     "key": PathParam(RUN_KEY_PATTERN, "A run key (the last part of the workflow id)."),
     "step": PathParam(STEP_ID_PATTERN, "A step id."),
     "binding_id": PathParam(r"^[1-9][0-9]{0,8}$", "A binding's id.", integer=True),
+    "rule_id": PathParam(r"^[1-9][0-9]{0,8}$", "An alert rule's id.", integer=True),
     "command_id": PathParam(COMMAND_ID_PATTERN, "A command id (unique per tenant)."),
 }
 """Every path parameter of every route, by name (a test checks that none is missing)."""

@@ -16,6 +16,8 @@ An alert is first inserted into ``alert_deliveries``, whose ``(rule_id, event_ke
 unique: the process whose insert wins sends it, so several starters, and evaluations that see
 the same event again, deliver it once. Delivery retries network errors, 429 and 5xx with
 exponential backoff, up to ``DAGFLOW_ALERT_ATTEMPTS`` attempts, with the same Idempotency-Key.
+A pending delivery is leased to its sender (``lease_until``); when the lease runs out (the
+sender stopped), the next evaluation of any starter takes it over at its next attempt.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ LOOKBACK = timedelta(hours=1)
 not alerted."""
 PAGE = 1000
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+LEASE = timedelta(seconds=30)
+"""How long a pending delivery stays with its sender past its next attempt's start (more
+than one attempt's timeout); after that, another starter's notifier takes it over."""
 FAILED = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 _CLOSED = "ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'"
 _FAILED = (
@@ -99,7 +104,8 @@ class Notifier:
                 log.warning("alert evaluation failed: %s", error)
 
     async def close(self) -> None:
-        """Stop deliveries in flight (they stay ``pending``) and close the HTTP session."""
+        """Stop deliveries in flight (they stay ``pending`` until their lease runs out and a
+        notifier takes them over) and close the HTTP session."""
         for task in list(self._deliveries):
             task.cancel()
         for task in list(self._deliveries):
@@ -111,6 +117,7 @@ class Notifier:
     async def evaluate(self, now: datetime | None = None) -> int:
         """One round over every enabled rule; returns how many new alerts it started sending."""
         now = now or datetime.now(UTC)
+        await self._resume(now)
         async with self._sessions() as session:
             rules = await repo.enabled_rules(session)
         if not rules:
@@ -257,36 +264,56 @@ class Notifier:
     # --- delivery -------------------------------------------------------------------------
 
     async def _alert(self, rule: AlertRule, event_key: str, payload: dict[str, Any]) -> int:
+        lease = datetime.now(UTC) + LEASE
         async with self._sessions() as session:
-            row = await repo.claim(session, rule, event_key, payload)
+            row = await repo.claim(session, rule, event_key, payload, lease_until=lease)
         if row is None:
             return 0
-        task = asyncio.create_task(self._deliver(rule, row.id, row.idempotency_key, payload))
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+        self._start(rule, row.id, row.idempotency_key, payload, 1)
         return 1
 
-    async def _deliver(
-        self, rule: AlertRule, delivery_id: int, key: str, payload: dict[str, Any]
+    async def _resume(self, now: datetime) -> None:
+        """Take over the pending deliveries whose sender stopped (their lease ran out)."""
+        async with self._sessions() as session:
+            rows = await repo.take_over(session, now, now + LEASE)
+            for row in rows:
+                rule = await session.get(AlertRule, row.rule_id)
+                if rule is not None:
+                    log.info("alert %s: taking over at attempt %s", row.id, row.attempts + 1)
+                    self._start(rule, row.id, row.idempotency_key, row.payload, row.attempts + 1)
+
+    def _start(
+        self, rule: AlertRule, delivery_id: int, key: str, payload: dict[str, Any], first: int
     ) -> None:
+        task = asyncio.create_task(self._deliver(rule, delivery_id, key, payload, first))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(
+        self, rule: AlertRule, delivery_id: int, key: str, payload: dict[str, Any], first: int
+    ) -> None:
+        """Send from attempt ``first`` on (a taken-over delivery gets at least one more)."""
         body = alert_body(payload)
         try:
             secret = self._secret(rule)
         except LookupError as missing:
             await self._record(delivery_id, "failed", None, str(missing))
             return
-        attempts = self._settings.alert_attempts
-        for attempt in range(1, attempts + 1):
+        attempts = max(self._settings.alert_attempts, first)
+        for attempt in range(first, attempts + 1):
             status, error, retryable = await self._post(rule, body, secret, key)
             if status is not None and 200 <= status < 300:
                 await self._record(delivery_id, "delivered", status, None)
                 return
             final = not retryable or attempt == attempts
-            await self._record(delivery_id, "failed" if final else "pending", status, error)
+            delay = self._settings.alert_backoff * 2 ** (attempt - 1)
+            lease = datetime.now(UTC) + timedelta(seconds=delay) + LEASE
+            state = "failed" if final else "pending"
+            await self._record(delivery_id, state, status, error, lease)
             if final:
                 log.warning("alert %s of rule %s not delivered: %s", key, rule.id, error)
                 return
-            await asyncio.sleep(self._settings.alert_backoff * 2 ** (attempt - 1))
+            await asyncio.sleep(delay)
 
     def _secret(self, rule: AlertRule) -> str:
         if self._secrets is None:
@@ -320,11 +347,21 @@ class Notifier:
         return status, f"the receiver answered {status}", retryable
 
     async def _record(
-        self, delivery_id: int, status: str, http_status: int | None, error: str | None
+        self,
+        delivery_id: int,
+        status: str,
+        http_status: int | None,
+        error: str | None,
+        lease_until: datetime | None = None,
     ) -> None:
         async with self._sessions() as session:
             await repo.record_attempt(
-                session, delivery_id, status=status, http_status=http_status, error=error
+                session,
+                delivery_id,
+                status=status,
+                http_status=http_status,
+                error=error,
+                lease_until=lease_until,
             )
 
     def _session(self) -> aiohttp.ClientSession:

@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ from activities.webhook import (
     TIMESTAMP_HEADER,
     verify_signature,
 )
+from starter.alerts import LEASE
 from starter.api.alerts import AlertDelivery
 from starter.client import DagflowClient
+from starter.db.engine import create_engine, session_factory
+from starter.db.models import AlertDelivery as AlertDeliveryRow
 from starter.errors import Invalid, NotFound
 from tests.engine import dag_worker
 from tests.starter import Databases, Starter, running, service_settings
@@ -276,6 +280,42 @@ async def test_a_receiver_answering_503_twice_gets_one_key_three_times(
         assert verify_signature(
             SECRETS["a"], headers[TIMESTAMP_HEADER], request.body, headers[SIGNATURE_HEADER]
         )
+
+
+async def test_a_delivery_whose_sender_stopped_is_taken_over_after_its_lease(
+    alerting: Alerting,
+) -> None:
+    a, receiver = alerting.a, alerting.receiver
+    rule = await a.alerts.create("run_failed", receiver.url)
+    now = datetime.now(UTC)
+    payload = {"alert": "run_failed", "rule": rule.id, "tenant": alerting.ids["a"]}
+    engine = create_engine(alerting.service.database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            for event, lease in (("stale", now - timedelta(seconds=1)), ("held", now + LEASE)):
+                session.add(
+                    AlertDeliveryRow(
+                        rule_id=rule.id,
+                        tenant_id=alerting.ids["a"],
+                        event_key=event,
+                        idempotency_key=f"key-{event}",
+                        payload={**payload, "event": event},
+                        status="pending",
+                        attempts=1,
+                        last_status=503,
+                        lease_until=lease,
+                    )
+                )
+    finally:
+        await engine.dispose()
+
+    [stale] = [d for d in await delivered(a) if d.event == "stale"]
+    assert (stale.status, stale.attempts, stale.last_status) == ("delivered", 2, 200)
+    await asyncio.sleep(3 * INTERVAL)  # the other one is still leased to its (gone) sender
+    assert [r.headers[IDEMPOTENCY_HEADER] for r in receiver.requests] == ["key-stale"]
+    assert receiver.requests[0].json["event"] == "stale"
+    [held] = [d for d in (await a.alerts.deliveries()).items if d.event == "held"]
+    assert (held.status, held.attempts) == ("pending", 1)
 
 
 async def test_bad_rules_answer_422_naming_the_field(alerting: Alerting) -> None:

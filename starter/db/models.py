@@ -210,5 +210,8 @@ class AlertDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     """The receiver's last HTTP status; None when it never answered."""
     last_error: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """A pending delivery is being sent by one starter until then; after it, any starter's
+    notifier takes it over (so a starter that stops mid-retry does not lose it)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

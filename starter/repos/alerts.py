@@ -9,7 +9,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,7 +88,12 @@ def idempotency_key(rule_id: int, event_key: str) -> str:
 
 
 async def claim(
-    session: AsyncSession, rule: AlertRule, event_key: str, payload: dict[str, Any]
+    session: AsyncSession,
+    rule: AlertRule,
+    event_key: str,
+    payload: dict[str, Any],
+    *,
+    lease_until: datetime,
 ) -> AlertDelivery | None:
     """Record a new alert as ``pending``; None if it was recorded before (by this process or
     another), so that only the process whose insert wins sends it.
@@ -103,6 +108,7 @@ async def claim(
         payload=payload,
         status="pending",
         attempts=0,
+        lease_until=lease_until,
     )
     try:
         async with session.begin():
@@ -119,9 +125,10 @@ async def record_attempt(
     status: str,
     http_status: int | None,
     error: str | None,
-    finished_at: datetime | None = None,
+    lease_until: datetime | None = None,
 ) -> None:
-    """Count one attempt of a delivery and what came of it."""
+    """Count one attempt of a delivery and what came of it; a pending one stays leased to
+    this process until ``lease_until``."""
     async with session.begin():
         row = await session.get(AlertDelivery, delivery_id)
         if row is None:  # the rule was deleted meanwhile
@@ -130,8 +137,51 @@ async def record_attempt(
         row.status = status
         row.last_status = http_status
         row.last_error = error
+        row.lease_until = lease_until if status == "pending" else None
         if status != "pending":
-            row.finished_at = finished_at or utcnow()
+            row.finished_at = utcnow()
+
+
+async def take_over(
+    session: AsyncSession, now: datetime, lease_until: datetime, limit: int = 50
+) -> list[AlertDelivery]:
+    """Pending deliveries whose lease ran out (their sender stopped), each now leased to the
+    caller until ``lease_until``: a compare-and-set on the old lease, so when several
+    starters look at once, one takes each.
+
+    ``session`` must not be inside a transaction.
+    """
+    async with session.begin():
+        stale = (
+            await session.execute(
+                select(AlertDelivery.id, AlertDelivery.lease_until)
+                .where(
+                    AlertDelivery.status == "pending",
+                    (AlertDelivery.lease_until < now) | AlertDelivery.lease_until.is_(None),
+                )
+                .order_by(AlertDelivery.id)
+                .limit(limit)
+            )
+        ).all()
+    taken = []
+    for delivery_id, old in stale:
+        same = (
+            AlertDelivery.lease_until.is_(None)
+            if old is None
+            else (AlertDelivery.lease_until == old)
+        )
+        async with session.begin():
+            result = await session.execute(
+                update(AlertDelivery)
+                .where(AlertDelivery.id == delivery_id, AlertDelivery.status == "pending", same)
+                .values(lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(result, "rowcount", 0) == 1:
+                row = await session.get(AlertDelivery, delivery_id, populate_existing=True)
+                if row is not None:
+                    taken.append(row)
+    return taken
 
 
 def alert_secrets(settings: ServiceSettings) -> SecretStore | None:

@@ -11,6 +11,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workflows.definition import Definition
+from workflows.scheduling import tenant_priority
 from workflows.search_attributes import run_attributes
 from workflows.types import WORKFLOW_TYPE, DagRunInput, StepRecord
 
@@ -76,6 +77,7 @@ async def start_run(
             static_summary=f"{tenant} · {definition.name} v{version}",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             memo=memo,
+            priority=tenant_priority(tenant),
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle(wid), False

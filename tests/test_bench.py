@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {
     "bench_engine": ["--repeat", "1", "--shapes", "chain"],
+    "bench_fairness": ["--flood", "40", "--runs", "2"],
     "bench_scale": ["--items", "300", "--steps", "30", "--timeout", "120"],
     "bench_starter": ["--commands", "20", "--concurrency", "5", "--warm-up", "5",
                       "--databases", "sqlite"],
@@ -24,6 +25,7 @@ SMALL = {
 """Each script and the flags that make it small."""
 PRINTS = {
     "bench_engine": "ratio",
+    "bench_fairness": "ratio",
     "bench_scale": "events",
     "bench_starter": "p99",
     "bench_validation": "ms",

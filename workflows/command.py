@@ -30,6 +30,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 with workflow.unsafe.imports_passed_through():
     import pydantic
 
+    from workflows.scheduling import tenant_priority
     from workflows.search_attributes import DAG_COMMAND, DAG_STATUS, TENANT_ID, run_attributes
     from workflows.types import (
         COMMAND_FAILED,
@@ -167,6 +168,7 @@ class DagCommand:
                 search_attributes=run_attributes(run.tenant, name, version, run.command),
                 static_summary=f"{run.tenant} · {name} v{version}",
                 memo=plan.memo or None,
+                priority=tenant_priority(run.tenant),
             )
         except WorkflowAlreadyStartedError:
             return CommandRunStatus.FAILED, (

@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         idempotency_key,
         retry_policy,
         step_key,
+        tenant_priority,
         trigger_met,
     )
     from workflows.search_attributes import DAG_STATUS, TENANT_ID, run_attributes
@@ -245,6 +246,7 @@ class _Executor:
                 heartbeat_timeout=heartbeat,
                 retry_policy=policy,
                 result_type=StepResult,
+                priority=tenant_priority(self.ctx.tenant),
             )
         except ActivityError as e:
             raise StepFailure(_describe(e), _attempts(e, policy.maximum_attempts)) from None
@@ -286,6 +288,7 @@ class _Executor:
                 ),
                 static_summary=f"{self.ctx.tenant} · {child.name} v{version} · step {key} of "
                 f"{self.ctx.definition.name}",
+                priority=tenant_priority(self.ctx.tenant),
             )
         except ChildWorkflowError as e:
             raise StepFailure(f"child run failed: {_describe(e)}") from None
@@ -851,6 +854,7 @@ class DagRun(_Executor):
                             self.ctx.command,
                         ),
                         static_summary=f"{sid}[{first}..{chunk[-1][0]}]",
+                        priority=tenant_priority(self.ctx.tenant),
                     )
                 except ChildWorkflowError as e:
                     for i, _ in chunk:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 
 from workflows.definition import Definition, Retry, TriggerRule
 from workflows.types import LinearBackoff, StepStatus
@@ -114,3 +114,18 @@ def idempotency_key(workflow_id: str, key: str, series: int) -> str:
     """A key stable across the retries of one attempt series of a step."""
     digest = hashlib.sha256(f"{workflow_id}\x00{key}\x00{series}".encode()).hexdigest()
     return digest[:32]
+
+
+FAIRNESS_KEY_BYTES = 64
+"""The longest fairness key Temporal accepts, in UTF-8 bytes."""
+
+
+def tenant_priority(tenant: str) -> Priority:
+    """The priority a run's activities and child workflows carry: the tenant as fairness key.
+
+    On a server with task queue fairness on, the matching service dispatches a backlog round
+    robin across fairness keys, so one tenant's flood does not starve the others. A tenant name
+    longer than Temporal's 64-byte limit is cut at a character boundary.
+    """
+    key = tenant.encode()[:FAIRNESS_KEY_BYTES].decode(errors="ignore")
+    return Priority(fairness_key=key)

@@ -64,6 +64,7 @@ from starter.runs import (
     start_stored_run,
 )
 from workflows.command import command_summary, command_workflow_id
+from workflows.scheduling import tenant_priority
 from workflows.search_attributes import DAG_COMMAND, DAG_STATUS, TENANT_ID
 from workflows.types import (
     COMMAND_WORKFLOW_TYPE,
@@ -232,6 +233,7 @@ async def _start_in_order(
             ),
             static_summary=command_summary(tenant, body.type, body.id),
             memo={REQUEST_HASH: memo, PLAN: summary},
+            priority=tenant_priority(tenant),
         )
     except WorkflowAlreadyStartedError:  # a concurrent request with the same id started it
         found = await _started_command(client, wid, memo, body.id)

@@ -54,6 +54,10 @@ LOOKBACK = timedelta(hours=1)
 not alerted."""
 PAGE = 1000
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
+PROGRESS_TIMEOUT = timedelta(seconds=5)
+"""How long ``step_parked`` waits for one run's ``progress`` query (a run no worker polls for
+does not hold up the others)."""
+PARALLEL_QUERIES = 10
 LEASE = timedelta(seconds=30)
 """How long a pending delivery stays with its sender past its next attempt's start (more
 than one attempt's timeout); after that, another starter's notifier takes it over."""
@@ -204,11 +208,30 @@ class Notifier:
         query = runs_query(
             rule.tenant_id, definition=rule.definition_name, status=RunStatus.NEEDS_ATTENTION
         )
-        async for execution in client.list_workflows(
-            query, page_size=PAGE, rpc_timeout=RPC_TIMEOUT
-        ):
+        executions = [
+            execution
+            async for execution in client.list_workflows(
+                query, page_size=PAGE, rpc_timeout=RPC_TIMEOUT
+            )
+        ]
+        gate = asyncio.Semaphore(PARALLEL_QUERIES)
+
+        async def progress_of(execution: Any) -> Progress | None:
             handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-            progress = await handle.query("progress", result_type=Progress, rpc_timeout=RPC_TIMEOUT)
+            async with gate:
+                try:
+                    progress: Progress = await handle.query(
+                        "progress", result_type=Progress, rpc_timeout=PROGRESS_TIMEOUT
+                    )
+                    return progress
+                except Exception as error:  # no worker answers: the other runs still alert
+                    log.warning("alert rule %s: cannot read %s: %s", rule.id, execution.id, error)
+                    return None
+
+        answers = await asyncio.gather(*(progress_of(e) for e in executions))
+        for execution, progress in zip(executions, answers, strict=True):
+            if progress is None:
+                continue
             for step in progress.steps:
                 if step.status != "needs_attention":
                     continue

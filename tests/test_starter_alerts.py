@@ -34,6 +34,9 @@ from starter.errors import Invalid, NotFound
 from tests.engine import dag_worker
 from tests.starter import Databases, Starter, running, service_settings
 from tests.steps import Probe
+from workflows.definition import Definition
+from workflows.search_attributes import run_attributes
+from workflows.types import WORKFLOW_TYPE, DagRunInput
 
 INTERVAL = 0.3
 SECRETS = {"a": "secret-of-a", "b": "secret-of-b"}
@@ -209,10 +212,21 @@ async def test_a_failed_run_alerts_once_signed_with_the_tenants_secret(
     assert (await a.alerts.get(rule.id)).enabled
 
 
-async def test_a_parked_step_alerts_with_the_step(alerting: Alerting) -> None:
+async def test_a_parked_step_alerts_with_the_step(alerting: Alerting, client: Client) -> None:
     a, receiver = alerting.a, alerting.receiver
     await a.definitions.create(PARKING)
     rule = await a.alerts.create("step_parked", receiver.url)
+    # a parked run of the tenant on a task queue no worker polls: its progress query cannot
+    # be answered, and it must not hold up the alert of the other run
+    orphan = await client.start_workflow(
+        WORKFLOW_TYPE,
+        DagRunInput(
+            definition=Definition.model_validate(PARKING), tenant=alerting.ids["a"], version=1
+        ),
+        id=f"{alerting.ids['a']}/parks/orphan",
+        task_queue=f"nobody-{uuid.uuid4()}",
+        search_attributes=run_attributes(alerting.ids["a"], "parks", 1, status="NeedsAttention"),
+    )
     run = await a.runs.start("parks")
     await closed(a, run.id, "needs_attention")
     [delivery] = await delivered(a)
@@ -228,6 +242,7 @@ async def test_a_parked_step_alerts_with_the_step(alerting: Alerting) -> None:
     assert payload["status"] == "needs_attention" and "flaky failure" in payload["error"]
     assert delivery.status == "delivered"
     await a.runs.fail(run.id, "done testing")
+    await orphan.terminate()
 
 
 async def test_failure_rate_fires_at_the_threshold_once_enough_runs_closed(

@@ -331,6 +331,8 @@ async def test_a_delivery_whose_sender_stopped_is_taken_over_after_its_lease(
     assert receiver.requests[0].json["event"] == "stale"
     [held] = [d for d in (await a.alerts.deliveries()).items if d.event == "held"]
     assert (held.status, held.attempts) == ("pending", 1)
+    await a.alerts.delete(rule.id)  # its deliveries go with it
+    assert (await a.alerts.deliveries()).items == []
 
 
 async def test_bad_rules_answer_422_naming_the_field(alerting: Alerting) -> None:

@@ -401,8 +401,11 @@ async def test_alerts_to_private_addresses_are_refused_unless_allowed(
         tenant = await service.tenant()
         await tenant.definitions.create(FAILING)
         await tenant.alerts.create("run_failed", "http://127.0.0.1:9/hook")
+        await tenant.alerts.create("run_failed", "http://localhost:9/hook")  # by name
         run = await tenant.runs.start("boom")
         await closed(tenant, run.id, "failed")
-        [delivery] = await delivered(tenant)
-    assert (delivery.status, delivery.attempts, delivery.last_status) == ("failed", 1, None)
-    assert "loopback" in (delivery.last_error or "")
+        deliveries = await delivered(tenant, 2)
+    assert len(deliveries) == 2
+    for delivery in deliveries:  # refused at once, not retried
+        assert (delivery.status, delivery.attempts, delivery.last_status) == ("failed", 1, None)
+        assert "loopback" in (delivery.last_error or "")

@@ -15,11 +15,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from starter.db.engine import create_engine
 
 HERE = Path(__file__).resolve().parent
+MIGRATION_LOCK = 0x64616766  # "dagf"
+"""The PostgreSQL advisory lock key that serialises migrations of one database."""
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -44,6 +46,12 @@ async def upgrade(database_url: str, revision: str = "head") -> str | None:
     engine = create_engine(database_url)
     try:
         async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # one migrator at a time: the others wait here, then find the schema at
+                # head and change nothing (released when this transaction ends)
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             return await connection.run_sync(_upgrade, revision)
     finally:
         await engine.dispose()

@@ -18,6 +18,8 @@ def postgresql(postgres_uri: str, tmp_path_factory: pytest.TempPathFactory) -> D
 
 async def test_concurrent_upgrades_of_one_database_all_succeed(postgresql: Databases) -> None:
     url = await postgresql.empty()
-    results = await asyncio.gather(*(upgrade(url) for _ in range(4)), return_exceptions=True)
+    # without the lock, concurrent migrations block each other for good: fail, don't hang
+    upgrades = asyncio.gather(*(upgrade(url) for _ in range(4)), return_exceptions=True)
+    results = await asyncio.wait_for(upgrades, 60)
     assert results == [head_revision()] * 4
     assert await current_revision(url) == head_revision()

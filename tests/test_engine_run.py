@@ -371,6 +371,48 @@ async def test_workflow_step_runs_a_child_and_returns_its_output(client: Client)
         assert attrs.workflow_id == f"{handle.id}/call"
 
 
+async def test_workflow_step_input_is_checked_against_the_childs_schema(client: Client) -> None:
+    child = Definition.model_validate(
+        {
+            "name": "double",
+            "input": {
+                "type": "object",
+                "required": ["x"],
+                "properties": {"x": {"type": "integer"}, "note": {"type": "string"}},
+            },
+            "steps": {"d": {"uses": "transform", "with": {"value": "${{ input.x * 2 }}"}}},
+            "output": "${{ steps.d.output }}",
+        }
+    )
+    parent = {
+        "name": "parent",
+        "steps": {
+            "call": {
+                "uses": "workflow",
+                "with": {"definition": "double", "input": "${{ input }}"},
+                "on_error": "continue",
+            }
+        },
+        "output": "${{ steps.call.status }}",
+    }
+    async with dag_worker(client, Probe().activities()) as w:
+        bad = await start_dag(client, w, parent, {"note": 1}, library={"double": child})
+        good = await start_dag(client, w, parent, {"x": 2}, library={"double": child})
+        assert await bad.result() == "failed"
+        assert await good.result() == "succeeded"
+        [call] = (await progress(bad)).steps
+        assert call.error is not None
+        assert "input schema of 'double' (2 problems)" in call.error
+        assert "'x' is a required property" in call.error
+        assert "$.note: 1 is not of type 'string'" in call.error
+        started = [
+            e
+            async for e in bad.fetch_history_events()
+            if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+        ]
+        assert started == []  # no child run was started with the bad input
+
+
 async def test_run_timeout_ends_the_run_and_cancels_steps(client: Client) -> None:
     probe = Probe()
     async with dag_worker(client, probe.activities()) as w:

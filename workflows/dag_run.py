@@ -264,6 +264,16 @@ class _Executor:
             known = ", ".join(sorted(self.ctx.library)) or "none"
             raise StepFailure(f"definition '{ref}' is not available to this run (known: {known})")
         version = int(ref.split("@", 1)[1]) if "@" in ref else 0
+        if child.input is not None:
+            # as a run started by the starter or the CLI: checked before it starts (a missing
+            # input is checked as {}), so a bad input fails this step, not a child run
+            problems = _violations(child.input, with_.input if with_.input is not None else {})
+            if problems:
+                listed = "; ".join(problems)
+                raise StepFailure(
+                    f"with.input breaks the input schema of '{ref}' "
+                    f"({len(problems)} problem{'s' if len(problems) != 1 else ''}): {listed}"
+                )
         arg = DagRunInput(
             definition=child,
             input=with_.input,
@@ -355,13 +365,19 @@ def _pydantic_reason(error: pydantic.ValidationError) -> str:
 
 def _validate(with_: ValidateWith) -> Any:
     """The ``validate`` kind: every violation of the schema, listed."""
-    cls = jsonschema.validators.validator_for(with_.schema_)
-    validator = cls(with_.schema_, registry=Registry())
-    errors = sorted(validator.iter_errors(with_.value), key=lambda e: [str(p) for p in e.path])
-    if errors:
-        listed = "; ".join(f"{e.json_path}: {e.message}" for e in errors)
-        raise StepFailure(f"value does not match the schema ({len(errors)} problems): {listed}")
+    problems = _violations(with_.schema_, with_.value)
+    if problems:
+        listed = "; ".join(problems)
+        raise StepFailure(f"value does not match the schema ({len(problems)} problems): {listed}")
     return with_.value
+
+
+def _violations(schema: dict[str, Any], value: Any) -> list[str]:
+    """Every way ``value`` breaks ``schema``, as ``$.path: why``, in path order."""
+    cls = jsonschema.validators.validator_for(schema)
+    validator = cls(schema, registry=Registry())
+    errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])
+    return [f"{e.json_path}: {e.message}" for e in errors]
 
 
 @workflow.defn(

@@ -11,9 +11,8 @@ from starter.commands.connection import Connection, api_options, call
 from starter.commands.output import (
     echo_fields,
     echo_model,
-    echo_table,
+    echo_page,
     json_option,
-    next_page,
     page_options,
     when,
 )
@@ -61,15 +60,13 @@ def tenants_list_cmd(limit: int | None, cursor: str | None, as_json: bool, api: 
       dagflow tenants list --json
     """
     page = call(api, lambda client: client.instance.list_tenants(limit=limit, cursor=cursor))
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["ID", "NAME", "CREATED"],
-        ([t.id, t.name, when(t.created_at)] for t in page.items),
+        lambda t: [t.id, t.name, when(t.created_at)],
         empty="no tenants",
     )
-    next_page(page.next_cursor)
 
 
 @tenants_group.command("show")
@@ -150,15 +147,13 @@ def keys_list_cmd(
     page = call(
         api, lambda client: client.instance.list_keys(tenant=tenant, limit=limit, cursor=cursor)
     )
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["ID", "NAME", "PREFIX", "TENANT", "CREATED", "REVOKED"],
-        (_key_row(k) for k in page.items),
+        _key_row,
         empty="no keys",
     )
-    next_page(page.next_cursor)
 
 
 def _key_row(key: Key) -> list[str]:

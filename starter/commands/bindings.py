@@ -14,10 +14,10 @@ from starter.commands.connection import Connection, api_options, call
 from starter.commands.output import (
     echo_fields,
     echo_model,
+    echo_page,
     echo_table,
     json_argument,
     json_option,
-    next_page,
     page_options,
     when,
 )
@@ -79,26 +79,21 @@ def list_cmd(
             type=command_type, scope=scope, limit=limit, cursor=cursor
         ),
     )
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["ID", "TYPE", "SCOPE", "DEFINITION", "VERSION", "POSITION", "CREATED"],
-        (
-            [
-                str(b.id),
-                b.type,
-                b.scope,
-                b.definition,
-                str(b.version) if b.version is not None else "current",
-                str(b.position),
-                when(b.created_at),
-            ]
-            for b in page.items
-        ),
+        lambda b: [
+            str(b.id),
+            b.type,
+            b.scope,
+            b.definition,
+            str(b.version) if b.version is not None else "current",
+            str(b.position),
+            when(b.created_at),
+        ],
         empty="no bindings",
     )
-    next_page(page.next_cursor)
 
 
 @bindings_group.command("create")
@@ -235,15 +230,13 @@ def list_cmd_commands(
     page = call(
         api, lambda client: client.commands.list(type=command_type, limit=limit, cursor=cursor)
     )
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["ID", "TYPE", "RUNS", "SENT"],
-        ([c.id, c.type, str(len(c.runs)), when(c.created_at)] for c in page.items),
+        lambda c: [c.id, c.type, str(len(c.runs)), when(c.created_at)],
         empty="no commands",
     )
-    next_page(page.next_cursor)
 
 
 @commands_group.command("show")

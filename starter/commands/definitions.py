@@ -17,9 +17,8 @@ from starter.commands.graph import graph_cmd
 from starter.commands.output import (
     echo_fields,
     echo_model,
-    echo_table,
+    echo_page,
     json_option,
-    next_page,
     page_options,
     read_text,
     when,
@@ -143,26 +142,21 @@ def list_cmd(
             scope=which,
         ),
     )
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["NAME", "VERSION", "SCOPE", "ACTIVE", "TEMPLATE", "UPDATED", "DESCRIPTION"],
-        (
-            [
-                d.name,
-                str(d.current_version),
-                d.scope,
-                yes_no(d.active),
-                yes_no(d.is_template),
-                when(d.updated_at),
-                d.description or "",
-            ]
-            for d in page.items
-        ),
+        lambda d: [
+            d.name,
+            str(d.current_version),
+            d.scope,
+            yes_no(d.active),
+            yes_no(d.is_template),
+            when(d.updated_at),
+            d.description or "",
+        ],
         empty="no definitions",
     )
-    next_page(page.next_cursor)
 
 
 @definitions_group.command("show")
@@ -244,23 +238,18 @@ def versions_cmd(
         return page, detail
 
     page, detail = call(api, versions)
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["VERSION", "CREATED", "AUTHOR", "SHA256"],
-        (
-            [
-                f"{v.version}{' *' if v.version == detail.current_version else ''}",
-                when(v.created_at),
-                f"{v.author} ({v.author_key})",
-                v.content_hash[:12],
-            ]
-            for v in page.items
-        ),
+        lambda v: [
+            f"{v.version}{' *' if v.version == detail.current_version else ''}",
+            when(v.created_at),
+            f"{v.author} ({v.author_key})",
+            v.content_hash[:12],
+        ],
         empty="no versions",
     )
-    next_page(page.next_cursor)
 
 
 @definitions_group.command("rollback")

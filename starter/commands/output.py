@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 import click
 from pydantic import BaseModel
 
+from starter.api.common import Page
 from starter.commands.exits import BAD_INPUT, fail
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def json_option(fn: F) -> F:
@@ -70,6 +72,22 @@ def echo_fields(fields: Sequence[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
         click.echo(f"{name.ljust(width)}  {value}")
+
+
+def echo_page(
+    page: Page[T],
+    as_json: bool,
+    headers: Sequence[str],
+    row: Callable[[T], Sequence[str]],
+    empty: str,
+) -> None:
+    """Print one page of a list: its JSON, or a table of ``row`` of each item and, when there
+    is a next page, how to get it."""
+    if as_json:
+        echo_model(page)
+        return
+    echo_table(headers, (row(item) for item in page.items), empty=empty)
+    next_page(page.next_cursor)
 
 
 def next_page(cursor: str | None) -> None:

@@ -17,10 +17,10 @@ from starter.commands.output import (
     compact,
     echo_fields,
     echo_model,
+    echo_page,
     echo_table,
     json_argument,
     json_option,
-    next_page,
     page_options,
     seconds,
     when,
@@ -194,25 +194,20 @@ def list_cmd(
             definition=definition, status=status, started_after=after, limit=limit, cursor=cursor
         ),
     )
-    if as_json:
-        echo_model(page)
-        return
-    echo_table(
+    echo_page(
+        page,
+        as_json,
         ["RUN", "STATUS", "VERSION", "STARTED", "DURATION", "COMMAND"],
-        (
-            [
-                r.id,
-                r.status,
-                str(r.version),
-                when(r.started_at),
-                _took(r.started_at, r.closed_at),
-                r.command or "",
-            ]
-            for r in page.items
-        ),
+        lambda r: [
+            r.id,
+            r.status,
+            str(r.version),
+            when(r.started_at),
+            _took(r.started_at, r.closed_at),
+            r.command or "",
+        ],
         empty="no runs",
     )
-    next_page(page.next_cursor)
 
 
 def _since(text: str | None) -> datetime | None:

@@ -106,3 +106,62 @@ async def authenticate(session: AsyncSession, token: str, bootstrap_hash: str | 
     if row.revoked_at is not None:
         raise Unauthorized("this API key was revoked")
     return Principal(row.tenant_id, row.id, row.name, row.prefix)
+
+
+CODEC_SESSION_COOKIE = "dagflow_codec_session"
+"""The cookie of a codec session (see :func:`codec_session`)."""
+
+
+def codec_session_secret(encryption_key: bytes) -> bytes:
+    """The key that signs codec sessions, derived from the keyring's current encryption key
+    (so rotating that key ends every session, and nobody without it can forge one)."""
+    return hmac.new(encryption_key, b"dagflow codec session v1", hashlib.sha256).digest()
+
+
+def codec_session(secret: bytes, principal: Principal, key_hash: str, expires: int) -> str:
+    """A codec session cookie for a key: ``<key prefix>.<expiry>.<signature>``.
+
+    The signature covers the key's stored hash, so the session ends when the key is revoked
+    (or replaced); the cookie carries neither the key nor its hash.
+
+    Args:
+        secret: From :func:`codec_session_secret`.
+        principal: Who signed in.
+        key_hash: The stored hash of the key they signed in with.
+        expires: When it ends, in Unix seconds.
+    """
+    prefix = principal.key_prefix
+    return f"{prefix}.{expires}.{_session_mac(secret, prefix, expires, key_hash)}"
+
+
+async def authenticate_codec_session(
+    session: AsyncSession, cookie: str, bootstrap_hash: str | None, secret: bytes, now: float
+) -> Principal:
+    """The principal of a codec session cookie.
+
+    Raises:
+        Unauthorized: If the cookie is malformed, forged or expired, or its key was revoked.
+    """
+    prefix, _, rest = cookie.partition(".")
+    expires_text, _, mac = rest.partition(".")
+    if not expires_text.isdigit() or not mac:
+        raise Unauthorized("the codec session cookie is malformed; sign in again at /codec/session")
+    expires = int(expires_text)
+    if prefix == BOOTSTRAP_KEY_ID and bootstrap_hash is not None:
+        principal = Principal(None, BOOTSTRAP_KEY_ID, "instance (bootstrap)", BOOTSTRAP_KEY_ID)
+        key_hash = bootstrap_hash
+    else:
+        row = await key_repo.by_prefix(session, prefix)
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("the codec session's API key is unknown or revoked")
+        principal = Principal(row.tenant_id, row.id, row.name, row.prefix)
+        key_hash = row.hash
+    if not hmac.compare_digest(mac, _session_mac(secret, prefix, expires, key_hash)):
+        raise Unauthorized("the codec session cookie is not valid; sign in again at /codec/session")
+    if expires <= now:
+        raise Unauthorized("the codec session expired; sign in again at /codec/session")
+    return principal
+
+
+def _session_mac(secret: bytes, prefix: str, expires: int, key_hash: str) -> str:
+    return hmac.new(secret, f"{prefix}.{expires}.{key_hash}".encode(), hashlib.sha256).hexdigest()

@@ -5,15 +5,25 @@ limits. Reading and checking input, and the transaction, are the route adapter's
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
+import yarl
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter import keys
-from starter.auth import authenticate, bearer_token
+from starter.auth import (
+    CODEC_SESSION_COOKIE,
+    Principal,
+    authenticate,
+    authenticate_codec_session,
+    bearer_token,
+    codec_session_secret,
+)
 from starter.errors import (
     PROBLEM_JSON,
     ApiError,
@@ -23,6 +33,7 @@ from starter.errors import (
     PayloadTooLarge,
     RateLimited,
     ServerError,
+    Unauthorized,
     Unavailable,
     error_for_status,
 )
@@ -114,9 +125,13 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     route = route_of(request)
     if route is None or route.access == "public":
         return await handler(request)
-    token = bearer_token(request.headers.get("Authorization"))
+    cookie = request.cookies.get(CODEC_SESSION_COOKIE)
     async with request.app[keys.SESSIONS]() as session:
-        principal = await authenticate(session, token, request.app[keys.BOOTSTRAP_KEY_HASH])
+        if route.session_cookie and cookie and "Authorization" not in request.headers:
+            principal = await _codec_session(request, session, cookie)
+        else:
+            token = bearer_token(request.headers.get("Authorization"))
+            principal = await authenticate(session, token, request.app[keys.BOOTSTRAP_KEY_HASH])
     if route.access == "instance" and not principal.is_instance:
         raise Forbidden("instance administration needs an instance key")
     if route.access == "tenant" and principal.is_instance:
@@ -126,6 +141,15 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         )
     request[keys.PRINCIPAL] = principal
     return await handler(request)
+
+
+async def _codec_session(request: web.Request, session: AsyncSession, cookie: str) -> Principal:
+    keyring = request.app[keys.SETTINGS].keyring()
+    if keyring is None:
+        raise Unauthorized("payload encryption is off, so there are no codec sessions")
+    secret = codec_session_secret(keyring.keys[keyring.current])
+    bootstrap = request.app[keys.BOOTSTRAP_KEY_HASH]
+    return await authenticate_codec_session(session, cookie, bootstrap, secret, time.time())
 
 
 @web.middleware
@@ -154,6 +178,8 @@ async def codec_cors(request: web.Request, handler: Handler) -> web.StreamRespon
     origin = request.headers.get("Origin")
     if not request.path.startswith(CODEC_PATHS) or origin is None:
         return await handler(request)
+    if _same_origin(request, origin):
+        return await handler(request)  # the sign-in page's own form
     if origin.rstrip("/") not in request.app[keys.SETTINGS].codec_cors_origins:
         return problem_response(Forbidden(f"origin {origin!r} may not call the codec server"))
     allow = {
@@ -174,6 +200,13 @@ async def codec_cors(request: web.Request, handler: Handler) -> web.StreamRespon
     answer = await handler(request)
     answer.headers.update(allow)
     return answer
+
+
+def _same_origin(request: web.Request, origin: str) -> bool:
+    """Whether a browser's ``Origin`` is this service itself (host and port; the scheme may
+    differ behind a proxy that ends TLS)."""
+    url, own = yarl.URL(origin), yarl.URL(f"{request.scheme}://{request.host}")
+    return (url.host, url.port) == (own.host, own.port)
 
 
 MIDDLEWARES: list[Middleware] = [codec_cors, problems, authentication, rate_limit]

@@ -33,6 +33,13 @@ class ServiceSettings(Settings):
         description="Origins (e.g. the Web UI's http://localhost:8233) whose browsers may call "
         "the codec server's /codec/decode and /codec/encode.",
     )
+    codec_session_hours: float = Field(
+        8.0,
+        gt=0,
+        le=720,
+        description="How long a codec session lasts (signed in at /codec/session, so that a "
+        "browser's Web UI may use the codec server).",
+    )
     alerts: bool = Field(
         True, description="Run the alert notifier (evaluates tenants' alert rules) in this process."
     )

@@ -254,3 +254,126 @@ async def test_runs_started_through_the_starter_are_encrypted_for_their_tenant_a
     assert canary.encode() not in raw
     started = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
     assert started.metadata["encryption-tenant"] == tenant_id.encode()
+
+
+# --- codec sessions: the cookie a browser's Web UI sends instead of a key ----------------------
+
+
+async def sign_in(
+    starter: Starter, key: str, *, form: bool = True, **headers: str
+) -> tuple[int, str, aiohttp.ClientResponse]:
+    """POST /codec/session without following the redirect; the answer's cookie header."""
+    async with aiohttp.ClientSession() as http:
+        kwargs: dict[str, Any] = {"data": {"key": key}} if form else {}
+        if not form:
+            headers["Authorization"] = f"Bearer {key}"
+        async with http.post(
+            f"{starter.base_url}/codec/session", allow_redirects=False, headers=headers, **kwargs
+        ) as answer:
+            await answer.read()
+            return answer.status, answer.headers.get("Set-Cookie", ""), answer
+
+
+def cookie_value(set_cookie: str) -> str:
+    name, _, rest = set_cookie.partition("=")
+    assert name == "dagflow_codec_session", set_cookie
+    return rest.split(";")[0]
+
+
+async def decode_with_cookie(starter: Starter, cookie: str, payload: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(
+        f"{starter.base_url}/codec/decode",
+        json={"payloads": [payload]},
+        headers={"X-Namespace": "default", "Cookie": f"dagflow_codec_session={cookie}",
+                 "Origin": UI},
+    ) as answer:  # fmt: skip
+        return answer.status, await answer.json(content_type=None)
+
+
+async def test_a_codec_session_decodes_like_its_key_until_the_key_is_revoked(
+    codec_starter: Starter,
+) -> None:
+    acme = f"acme-{uuid.uuid4().hex[:6]}"
+    admin = codec_starter.instance()
+    await admin.instance.create_tenant(acme)
+    key = await admin.instance.create_key("browser", tenant=acme)
+    sealed = json_format.MessageToDict(
+        encrypt(Keyring.parse(f"k1:{K1}"), json_format.ParseDict(PLAIN, Payload()), acme)
+    )
+    status, set_cookie, answer = await sign_in(codec_starter, key.key)
+    assert status == 303 and answer.headers["Location"] == "/codec/session"
+    attributes = {part.strip().split("=")[0].lower() for part in set_cookie.split(";")}
+    assert {"httponly", "path", "max-age", "samesite"} <= attributes, set_cookie
+    assert "Path=/codec" in set_cookie and "SameSite=Lax" in set_cookie
+    cookie = cookie_value(set_cookie)
+    assert key.key not in cookie and key.key.split("_")[2] not in cookie, "no key in the cookie"
+    status, body = await decode_with_cookie(codec_starter, cookie, sealed)
+    assert status == 200 and body["payloads"] == [PLAIN], body
+
+    forged = cookie[:-1] + ("0" if cookie[-1] != "0" else "1")
+    status, body = await decode_with_cookie(codec_starter, forged, sealed)
+    assert status == 401, body
+    later = cookie.split(".")
+    later[1] = str(int(later[1]) + 3600)  # stretching the expiry breaks the signature
+    status, _ = await decode_with_cookie(codec_starter, ".".join(later), sealed)
+    assert status == 401
+
+    await admin.instance.revoke_key(key.id, tenant=acme)
+    status, body = await decode_with_cookie(codec_starter, cookie, sealed)
+    assert status == 401 and "revoked" in body["detail"], body
+
+
+async def test_the_session_page_signs_in_and_out(codec_starter: Starter) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies of 127.0.0.1, as browsers do
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(f"{codec_starter.base_url}/codec/session") as page:
+            assert page.status == 200 and page.content_type == "text/html"
+            assert "name=key type=password" in await page.text()
+        # a wrong key gets the form again, with the reason, and no cookie
+        async with http.post(
+            f"{codec_starter.base_url}/codec/session", data={"key": "dfk_nope"}
+        ) as page:
+            assert page.status == 401 and page.content_type == "text/html"
+            assert "unknown API key" in await page.text()
+            assert "Set-Cookie" not in page.headers
+        # the instance key: the page says so after the redirect, and signing out ends it
+        async with http.post(
+            f"{codec_starter.base_url}/codec/session",
+            data={"key": "test-instance-key"},
+            headers={"Origin": codec_starter.base_url},  # the page's own form
+        ) as page:
+            assert page.status == 200, await page.text()
+            text = await page.text()
+            assert "id=signed-in" in text and "every tenant" in text
+            assert f"{codec_starter.base_url}/codec" in text
+        async with http.post(f"{codec_starter.base_url}/codec/session/sign-out") as page:
+            assert page.status == 200 and "id=signed-in" not in await page.text()
+        assert not [c for c in http.cookie_jar if c.key == "dagflow_codec_session"]
+
+
+async def test_sessions_over_https_are_secure_and_cross_site(codec_starter: Starter) -> None:
+    status, set_cookie, _ = await sign_in(
+        codec_starter, "test-instance-key", form=False, **{"X-Forwarded-Proto": "https"}
+    )
+    assert status == 303
+    assert "Secure" in set_cookie and "SameSite=None" in set_cookie, set_cookie
+
+
+async def test_bad_sign_ins_are_4xx(codec_starter: Starter, http: aiohttp.ClientSession) -> None:
+    url = f"{codec_starter.base_url}/codec/session"
+    async with http.post(url, data={"key": "  "}) as answer:
+        body = await answer.json(content_type=None)
+        assert answer.status == 400 and body["errors"][0]["path"] == "key", body
+    async with http.post(url, json={"key": "x"}) as answer:
+        assert answer.status == 415
+    async with http.post(url) as answer:
+        assert answer.status == 401, "no form and no bearer key"
+    async with http.post(url, data={"key": "x"}, headers={"Origin": "https://evil.example"}) as a:
+        assert a.status == 403, "another site's form may not sign this browser in"
+
+
+async def test_no_sessions_without_encryption(databases: Databases, temporal_address: str) -> None:
+    settings = service_settings(await databases.fresh(), temporal_address)
+    async with running(settings) as plain:
+        status, set_cookie, _ = await sign_in(plain, "test-instance-key", form=False)
+        assert status == 404 and not set_cookie

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starter.routes import alerts, codec, commands, graph, health, instance, runs
+from starter.routes import alerts, codec, codec_session, commands, graph, health, instance, runs
 from starter.routes import metrics as metrics_routes
 from starter.routes.bindings import binding_routes
 from starter.routes.definitions import definition_routes
@@ -27,6 +27,7 @@ ROUTES: list[Route[Any, Any]] = [
     *metrics_routes.ROUTES,
     *alerts.ROUTES,
     *codec.ROUTES,
+    *codec_session.ROUTES,
 ]
 
 __all__ = ["ROUTES", "Call", "Route"]

@@ -81,7 +81,9 @@ _NO_KEYRING = ((404, "Payload encryption is not turned on in this service."),)
 
 ROUTES: list[Route[Any, Any]] = [
     Route("POST", "/codec/decode", codec_decode, CodecPayloads, CodecPayloads, access="any",
-          tag="codec", headers=(("X-Namespace", NAMESPACE_HEADER),), errors=_NO_KEYRING),
+          tag="codec", headers=(("X-Namespace", NAMESPACE_HEADER),), errors=_NO_KEYRING,
+          session_cookie=True),
     Route("POST", "/codec/encode", codec_encode, CodecPayloads, CodecPayloads, access="any",
-          tag="codec", headers=(("X-Namespace", NAMESPACE_HEADER),), errors=_NO_KEYRING),
+          tag="codec", headers=(("X-Namespace", NAMESPACE_HEADER),), errors=_NO_KEYRING,
+          session_cookie=True),
 ]  # fmt: skip

@@ -152,6 +152,8 @@ class Route(Generic[In, Out]):
             (on top of those every route of its kind may give).
         media_types: The media types of a successful answer; a JSON answer when empty, else
             text of those types (the handler returns a ready ``web.Response``).
+        session_cookie: Whether a codec session cookie may stand in for the bearer key (the
+            codec server's routes, for the Web UI; see :mod:`starter.routes.codec`).
     """
 
     method: str
@@ -165,6 +167,7 @@ class Route(Generic[In, Out]):
     headers: tuple[tuple[str, PathParam], ...] = ()
     errors: tuple[tuple[int, str], ...] = ()
     media_types: tuple[str, ...] = ()
+    session_cookie: bool = False
 
     TRANSACTIONAL: ClassVar[frozenset[Access]] = frozenset({"tenant", "instance"})
 

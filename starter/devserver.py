@@ -41,6 +41,16 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
+FAIRNESS_FLAGS = [
+    "--dynamic-config-value",
+    "matching.useNewMatcher=true",
+    "--dynamic-config-value",
+    "matching.enableFairness=true",
+]
+"""Task queue fairness on: one tenant's backlog does not hold up the others' steps (dagflow
+gives every task its tenant as fairness key; see docs/operating.md, Tenant fairness)."""
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raise :class:`PortInUseError` naming the port if something listens on it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -97,6 +107,7 @@ async def start_dev_server(
         "--log-level",
         "warn",
         *search_attribute_flags(),
+        *FAIRNESS_FLAGS,
         stdout=log,
         stderr=log,
         start_new_session=True,  # Ctrl-C reaches us, and we stop it in order

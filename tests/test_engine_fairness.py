@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from starter.devserver import temporal_binary
+from starter.devserver import FAIRNESS_FLAGS, temporal_binary
 from starter.launch import start_run
 from tests.engine import dag_worker, eventually, progress, start_dag
 from worker.client import DATA_CONVERTER
@@ -27,10 +27,7 @@ from workflows.scheduling import tenant_priority
 from workflows.types import StepInput, StepStatus
 
 FAIRNESS = [
-    "--dynamic-config-value",
-    "matching.useNewMatcher=true",
-    "--dynamic-config-value",
-    "matching.enableFairness=true",
+    *FAIRNESS_FLAGS,  # what `dagflow dev` gives its server
     # fairness holds within a task queue partition: one partition makes the order exact
     "--dynamic-config-value",
     "matching.numTaskqueueReadPartitions=1",

@@ -216,6 +216,57 @@ async def command(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def local(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    """Local steps: a chain that continues as new, a retried step, a parked one retried by an
+    operator, a timed-out one, beside a regular step and a for_each."""
+    steps: dict[str, Any] = {"l0": {"uses": "noop", "with": {"value": 0}}}
+    for i in range(1, 12):
+        steps[f"l{i}"] = {
+            "uses": "noop",
+            "needs": [f"l{i - 1}"],
+            "with": {"value": f"${{{{ steps.l{i - 1}.output + 1 }}}}"},
+        }
+    steps.update(
+        {
+            "regular": {"uses": "noop", "execution": "activity", "with": {"value": "r"}},
+            "retried": {
+                "uses": "flaky",
+                "with": {"fail_times": 1},
+                "retry": {"backoff": "fixed", "initial_interval": "100ms"},
+            },
+            "parked": {"uses": "boom", "on_error": "manual", "summary": "Charge"},
+            "late": {
+                "uses": "slow",
+                "timeout": "100ms",
+                "with": {"seconds": 2},
+                "retry": {"max_attempts": 2, "backoff": "fixed", "initial_interval": "100ms"},
+                "on_error": "continue",
+            },
+            "items": {"uses": "noop", "for_each": [1, 2], "with": {"value": "${{ item }}"}},
+        }
+    )
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "local",
+            "defaults": {"execution": "local"},
+            "steps": steps,
+            "output": "${{ [steps.l11.output, steps.parked.output.fixed] }}",
+        },
+        history_limit=30,
+    )
+
+    async def parked() -> bool:
+        p = await progress(handle)
+        return any(s.step == "parked" and s.status.value == "needs_attention" for s in p.steps)
+
+    await eventually(parked)
+    await handle.execute_update("retry_step", {"step": "parked", "with": {"ok": True}})
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "parallel": parallel,
     "for_each": for_each,
@@ -224,6 +275,7 @@ SCENARIOS: dict[str, Scenario] = {
     "failure": failure,
     "child": child,
     "command": command,
+    "local": local,
 }
 
 

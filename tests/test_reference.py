@@ -268,6 +268,7 @@ CASES: dict[str, Case] = {
     "on-error-manual": Case(output="paid on attempt 1", act=_retry_charge),
     "task-queue": Case(output="QUARTERLY REPORT"),
     "summary": Case(output="PACKED"),
+    "execution": Case(output="LABEL PRINTED"),
     "defaults": Case(output=["NORTH", "SOUTH", "EAST", "WEST"]),
     "run-timeout": Case(error="run timed out"),
     "input": Case(
@@ -339,6 +340,19 @@ async def test_example_runs(name: str, client: Client, worker: Worker, shop: Sho
             if event.HasField("activity_task_scheduled_event_attributes")
         ]
         assert summaries == ["pack: Pack the parcel"]
+    if name == "execution":
+        history = await handle.fetch_history()
+        regular = [
+            event.activity_task_scheduled_event_attributes.activity_id
+            for event in history.events
+            if event.HasField("activity_task_scheduled_event_attributes")
+        ]
+        local = [
+            json.loads(event.user_metadata.summary.data)
+            for event in history.events
+            if event.HasField("marker_recorded_event_attributes")
+        ]
+        assert (regular, local) == (["print"], ["label", "notify"])
 
 
 async def test_http_example_with_an_unknown_order(

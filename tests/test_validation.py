@@ -440,6 +440,54 @@ def test_concurrency_without_for_each() -> None:
     ]
 
 
+def test_execution_must_be_one_of_its_values() -> None:
+    assert problems(definition(a=step("shout", execution="fast"))) == [
+        "steps.a.execution: expected one of 'local', 'activity' or 'auto', got 'fast'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "runs"),
+    [("transform", "in the workflow"), ("wait", "in the workflow"), ("workflow", "a child run")],
+)
+def test_execution_on_a_kind_that_runs_no_activity(kind: str, runs: str) -> None:
+    inputs = {"value": 1} if kind == "transform" else {"duration": "1s"}
+    if kind == "workflow":
+        inputs = {"definition": "child"}
+    assert problems(definition(a=step(kind, execution="local", with_=inputs))) == [
+        "steps.a.execution: applies only to steps that run an activity (http, webhook, "
+        f"plugins); a {kind} step runs {runs}"
+    ]
+
+
+def test_local_with_a_task_queue_or_a_heartbeat_names_the_field() -> None:
+    data = definition(
+        a=step("shout", execution="local", task_queue="gpu"),
+        b=step("shout", heartbeat_timeout="5s"),
+        c=step("shout", execution="auto", task_queue="gpu"),
+        d=step("shout", execution="activity", heartbeat_timeout="5s"),
+    )
+    data["defaults"] = {"execution": "local"}
+    assert problems(data) == [
+        "steps.a.execution: local cannot be combined with task_queue 'gpu' (a local activity "
+        "runs in the run's own worker); use activity or auto",
+        "defaults.execution: local cannot be combined with step 'b' with heartbeat_timeout '5s' "
+        "(a local activity cannot heartbeat); give step 'b' execution: activity or auto",
+    ]
+
+
+def test_defaults_execution_applies_only_to_activity_steps() -> None:
+    data = definition(a=step(), b=step("shout", needs=["a"]))
+    data["defaults"] = {"execution": "local"}
+    result = validate_definition(data)
+    assert result.ok, result.problems
+    assert result.definition is not None
+    assert [result.definition.runs_local(s) for s in result.definition.steps.values()] == [
+        False,
+        True,
+    ]
+
+
 @pytest.mark.parametrize(
     ("for_each", "gist"),
     [

@@ -21,7 +21,9 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
+    FailureError,
     RetryState,
+    TimeoutType,
 )
 from temporalio.exceptions import TimeoutError as StepTimeoutError
 
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 
     from workflows import expressions, metrics
     from workflows.definition import (
+        LOCAL_RETRY_THRESHOLD,
         WORKFLOW_KINDS,
         Definition,
         Fallback,
@@ -127,14 +130,30 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _attempts(error: ActivityError, max_attempts: int) -> int:
-    """How many attempts a failed activity made, as far as the workflow can tell."""
-    cause = error.cause
+def _attempts(error: FailureError, max_attempts: int, local_timeouts_retry: bool = False) -> int:
+    """How many attempts a failed activity made, as far as the workflow can tell.
+
+    Args:
+        error: The activity's failure. A local activity's failure may arrive as its cause
+            itself (an ``ApplicationError``, a ``TimeoutError``), not wrapped in an
+            ``ActivityError``, and differently on replay, so both are read alike.
+        max_attempts: The retry policy's maximum.
+        local_timeouts_retry: The step is local with no total timeout, so an attempt that
+            timed out was retried until the attempts ran out.
+    """
+    cause = error.cause if isinstance(error, ActivityError) else error
     if isinstance(cause, ApplicationError) and cause.details:
         last = cause.details[-1]
         if isinstance(last, dict) and isinstance(last.get("attempt"), int):
             return int(last["attempt"])
-    if error.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+    spent = RetryState.MAXIMUM_ATTEMPTS_REACHED
+    if isinstance(error, ActivityError) and error.retry_state == spent:
+        return max_attempts
+    if (
+        local_timeouts_retry
+        and isinstance(cause, StepTimeoutError)
+        and cause.type == TimeoutType.START_TO_CLOSE
+    ):
         return max_attempts
     return 1
 
@@ -154,6 +173,9 @@ class _Executor:
 
     def _notify(self) -> None:
         """Wake the run's supervisor (a no-op outside DagRun)."""
+
+    def _local_done(self) -> None:
+        """A local activity ended: its marker is not in the history until the task completes."""
 
     def _policy(self, sid: str, step: Step) -> tuple[RetryPolicy, LinearBackoff | None]:
         """The step's Temporal retry policy, built once per step (for_each items share it)."""
@@ -233,25 +255,47 @@ class _Executor:
             idempotency_key=idempotency_key(self.workflow_id, key, series),
             linear_backoff=linear,
         )
+        activity_id = key if series == 1 else f"{key}#{series}"
+        summary = f"{key}: {step.summary}" if step.summary else key
+        local = definition.runs_local(step)
         self._inflight += 1
         try:
-            result = await workflow.execute_activity(
-                step.uses,
-                arg,
-                activity_id=key if series == 1 else f"{key}#{series}",
-                summary=f"{key}: {step.summary}" if step.summary else key,
-                task_queue=definition.task_queue(step),
-                start_to_close_timeout=attempt_timeout,
-                schedule_to_close_timeout=total_timeout,
-                heartbeat_timeout=heartbeat,
-                retry_policy=policy,
-                result_type=StepResult,
-                priority=tenant_priority(self.ctx.tenant),
-            )
-        except ActivityError as e:
-            raise StepFailure(_describe(e), _attempts(e, policy.maximum_attempts)) from None
+            if local:
+                result = await workflow.execute_local_activity(
+                    step.uses,
+                    arg,
+                    activity_id=activity_id,
+                    summary=summary,
+                    start_to_close_timeout=attempt_timeout,
+                    schedule_to_close_timeout=total_timeout,
+                    retry_policy=policy,
+                    local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                    result_type=StepResult,
+                )
+            else:
+                result = await workflow.execute_activity(
+                    step.uses,
+                    arg,
+                    activity_id=activity_id,
+                    summary=summary,
+                    task_queue=definition.task_queue(step),
+                    start_to_close_timeout=attempt_timeout,
+                    schedule_to_close_timeout=total_timeout,
+                    heartbeat_timeout=heartbeat,
+                    retry_policy=policy,
+                    result_type=StepResult,
+                    priority=tenant_priority(self.ctx.tenant),
+                )
+        except FailureError as e:
+            # a local activity's failure can come unwrapped (and differently on replay)
+            if not (local or isinstance(e, ActivityError)):
+                raise
+            spent = _attempts(e, policy.maximum_attempts, local and total_timeout is None)
+            raise StepFailure(_describe(e), spent) from None
         finally:
             self._inflight -= 1
+            if local:
+                self._local_done()
             self._notify()
         return result.output, result.attempt
 
@@ -454,6 +498,9 @@ class DagRun(_Executor):
         self._published: str | None = None
         self._details = ""
         self._slots: asyncio.Semaphore | None = None
+        self._unrecorded = (0, 0)
+        """(history length, local activities ended since the history had that length): their
+        markers join the history when the workflow task completes."""
 
     # --- the run --------------------------------------------------------------------------
 
@@ -538,10 +585,16 @@ class DagRun(_Executor):
 
     def _history_full(self) -> bool:
         info = workflow.info()
-        return (
-            info.get_current_history_length() >= self.ctx.history_limit
-            or info.is_continue_as_new_suggested()
-        )
+        length = info.get_current_history_length()
+        recorded_at, pending = self._unrecorded
+        if recorded_at == length:
+            length += pending
+        return length >= self.ctx.history_limit or info.is_continue_as_new_suggested()
+
+    def _local_done(self) -> None:
+        length = workflow.info().get_current_history_length()
+        recorded_at, pending = self._unrecorded
+        self._unrecorded = (length, pending + 1 if recorded_at == length else 1)
 
     def _continue_as_new(self) -> None:
         assert self._started_at is not None

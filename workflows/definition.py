@@ -37,8 +37,27 @@ ParamName = Annotated[str, StringConstraints(pattern=PARAM_NAME_PATTERN)]
 TriggerRule = Literal["all_succeeded", "all_done", "any_succeeded", "none_failed"]
 Backoff = Literal["exponential", "linear", "fixed", "none"]
 OnErrorMode = Literal["fail", "continue", "skip", "manual"]
+Execution = Literal["local", "activity", "auto"]
 
 DEFAULT_STEP_TIMEOUT = timedelta(minutes=5)
+
+AUTO_LOCAL_TIMEOUT = timedelta(seconds=5)
+"""``execution: auto`` runs a step as a local activity when one attempt may take at most this
+long (and it has no ``heartbeat_timeout`` or ``task_queue``). A local attempt holds the run's
+workflow task open, so signals and Updates wait for it; 5 s ends before the worker's first
+workflow-task heartbeat (at 80 % of the default 10 s task timeout) would be needed."""
+
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=5)
+"""A local step's retry waits up to this long in the worker; a longer wait is a durable
+Temporal timer (the workflow task completes, recording the results so far)."""
+
+EXECUTION_DESCRIPTION = (
+    "How an activity step runs: `activity` (a Temporal activity, through the server), `local` "
+    "(a Temporal local activity, in the run's own worker), or `auto` (`local` when one attempt "
+    "may take at most 5s and the step has no `heartbeat_timeout` or `task_queue`, else "
+    "`activity`). Default: `defaults.execution`, else `activity`. Only for steps that run an "
+    "activity (`http`, `webhook`, plugins)."
+)
 
 
 class _Model(BaseModel):
@@ -91,6 +110,7 @@ class Defaults(_Model):
     retry: Retry | None = None
     on_error: OnError | None = None
     task_queue: str | None = None
+    execution: Execution | None = None
 
 
 class Step(_Model):
@@ -117,6 +137,7 @@ class Step(_Model):
     secret: str | None = Field(
         None, description="Name of a secret that only the activity resolves."
     )
+    execution: Execution | None = Field(None, description=EXECUTION_DESCRIPTION)
 
     @field_validator("needs", mode="before")
     @classmethod
@@ -216,6 +237,21 @@ class Definition(_Model):
     def task_queue(self, step: Step) -> str | None:
         """The step's task queue, or None for the run's own."""
         return step.task_queue or self.defaults.task_queue
+
+    def runs_local(self, step: Step) -> bool:
+        """Whether the step's activity runs as a Temporal local activity.
+
+        ``execution`` comes from the step, else ``defaults``, else ``activity``. ``auto`` is
+        local when one attempt may take at most :data:`AUTO_LOCAL_TIMEOUT` and the step has no
+        heartbeat timeout and no task queue of its own. Kinds that run no activity never do.
+        """
+        if step.uses in WORKFLOW_KINDS:
+            return False
+        mode = step.execution or self.defaults.execution or "activity"
+        if mode != "auto":
+            return mode == "local"
+        attempt, _, heartbeat = self.timeouts(step)
+        return attempt <= AUTO_LOCAL_TIMEOUT and heartbeat is None and self.task_queue(step) is None
 
     def fallback_steps(self) -> set[str]:
         """Ids of steps named as some step's fallback (they run only as fallbacks)."""

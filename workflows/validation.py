@@ -29,6 +29,7 @@ from workflows.definition import (
     EXPR_PATTERN,
     NAME_PATTERN,
     STEP_ID_PATTERN,
+    WORKFLOW_KINDS,
     Definition,
 )
 from workflows.expressions import (
@@ -107,6 +108,7 @@ def validate_definition(data: Any, known_kinds: Collection[str] | None = None) -
         *_cycle_problems(steps, find_cycles(graph)),
         *_fallback_problems(steps, data.get("defaults"), upstream),
         *_modifier_problems(steps),
+        *_execution_problems(steps, data.get("defaults")),
         *_schema_problems(data, steps),
         *_expression_problems(data, steps, upstream),
     ]
@@ -530,6 +532,40 @@ def _modifier_problems(steps: Mapping[str, dict[str, Any]]) -> list[Problem]:
             problems += _shape_problems(f"steps.{sid}.for_each", for_each, list, "a list")
         if isinstance(condition, str):
             problems += _shape_problems(f"steps.{sid}.if", condition, bool, "a bool")
+    return problems
+
+
+def _execution_problems(steps: Mapping[str, dict[str, Any]], defaults: Any) -> list[Problem]:
+    """``execution`` on a kind that runs no activity, and ``local`` with what a local activity
+    cannot do: go to another task queue, or heartbeat."""
+    inherited = defaults if isinstance(defaults, dict) else {}
+    problems = []
+    for sid, step in steps.items():
+        own, kind = step.get("execution"), step.get("uses")
+        if kind in WORKFLOW_KINDS:
+            if own is not None:
+                runs = "a child run" if kind == "workflow" else "in the workflow"
+                problems.append(
+                    Problem(
+                        f"steps.{sid}.execution",
+                        f"applies only to steps that run an activity (http, webhook, plugins); "
+                        f"a {kind} step runs {runs}",
+                    )
+                )
+            continue
+        if (own or inherited.get("execution")) != "local":
+            continue
+        path = f"steps.{sid}.execution" if own else "defaults.execution"
+        fix = "use activity or auto" if own else f"give step {sid!r} execution: activity or auto"
+        for field, why in (
+            ("task_queue", "a local activity runs in the run's own worker"),
+            ("heartbeat_timeout", "a local activity cannot heartbeat"),
+        ):
+            value = step.get(field, inherited.get(field))
+            if value is not None:
+                whose = field if own else f"step {sid!r} with {field}"
+                message = f"local cannot be combined with {whose} {_show(value)} ({why}); {fix}"
+                problems.append(Problem(path, message))
     return problems
 
 

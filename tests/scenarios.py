@@ -218,7 +218,8 @@ async def command(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
 
 async def local(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
     """Local steps: a chain that continues as new, a retried step, a parked one retried by an
-    operator, a timed-out one, beside a regular step and a for_each."""
+    operator, a timed-out one, slow ones that fill a task, beside a regular step and a
+    for_each."""
     steps: dict[str, Any] = {"l0": {"uses": "noop", "with": {"value": 0}}}
     for i in range(1, 12):
         steps[f"l{i}"] = {
@@ -243,6 +244,10 @@ async def local(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
                 "on_error": "continue",
             },
             "items": {"uses": "noop", "for_each": [1, 2], "with": {"value": "${{ item }}"}},
+            # a task that has run local steps for 1s runs the next one as an activity
+            "w0": {"uses": "slow", "with": {"seconds": 0.6}},
+            "w1": {"uses": "slow", "needs": ["w0"], "with": {"seconds": 0.6}},
+            "w2": {"uses": "slow", "needs": ["w1"], "with": {"seconds": 0.6}},
         }
     )
     handle = await start_dag(

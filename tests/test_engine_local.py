@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from tests.engine import chain_definition, dag_worker, eventually, progress, start_dag
 from tests.steps import Probe
+from workflows.dag_run import LOCAL_TASK_STEPS
 from workflows.definition import Definition
 from workflows.scheduling import idempotency_key
 from workflows.types import StepInput, StepStatus
@@ -333,3 +334,44 @@ async def test_local_steps_timeout_mapping_reaches_the_activity(client: Client) 
         handle = await start_dag(client, worker, definition)
         await handle.result()
     assert seen == [timedelta(seconds=3), timedelta(seconds=9)]
+
+
+def markers_per_task(events: list[HistoryEvent]) -> list[int]:
+    """How many local-activity markers each completed workflow task wrote."""
+    counts: list[int] = []
+    for event in events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            counts.append(0)
+        elif event.HasField("marker_recorded_event_attributes") and counts:
+            counts[-1] += event.marker_recorded_event_attributes.marker_name == LOCAL_MARKER
+    return counts
+
+
+async def test_a_task_busy_with_local_steps_for_a_second_lets_the_next_step_be_an_activity(
+    client: Client,
+) -> None:
+    steps: dict[str, Any] = {"w0": {"uses": "slow", "with": {"seconds": 0.4}}}
+    for i in range(1, 6):
+        steps[f"w{i}"] = {"uses": "slow", "needs": [f"w{i - 1}"], "with": {"seconds": 0.4}}
+    definition = {"name": "slow-local", "defaults": {"execution": "local"}, "steps": steps}
+    async with dag_worker(client, Probe().activities()) as worker:
+        handle = await start_dag(client, worker, definition)
+        await handle.result()
+    events = await history(handle)
+    regular = scheduled_activities(events)
+    local = [m["id"] for m in markers(events)]
+    assert regular, "no step ran as an activity"
+    assert local[:2] == ["w0", "w1"]
+    assert sorted(regular + local) == sorted(steps)
+    assert max(markers_per_task(events)) <= 3  # 0.4 s each: the fourth would start past 1 s
+
+
+async def test_no_task_gathers_more_than_its_share_of_local_results(client: Client) -> None:
+    n = LOCAL_TASK_STEPS + 10
+    async with dag_worker(client, Probe().activities()) as worker:
+        handle = await start_dag(client, worker, local_chain(n), history_limit=100_000)
+        assert await handle.result() == n - 1
+    events = await history(handle)
+    assert scheduled_activities(events), "no step ran as an activity"
+    assert len(markers(events)) + len(scheduled_activities(events)) == n
+    assert max(markers_per_task(events)) <= LOCAL_TASK_STEPS

@@ -86,6 +86,13 @@ with workflow.unsafe.imports_passed_through():
 DETAILS_ROWS = 40
 """Most step rows shown in the Web UI's current details."""
 
+LOCAL_TASK_STEPS = 100
+LOCAL_TASK_SPAN = timedelta(seconds=1)
+"""Local results one workflow task may gather, and how long (workflow time) it may keep
+starting local steps. Past either, the next local step runs as a regular activity instead:
+scheduling it lets the task complete, which writes the markers of the local steps before it
+to the history (and lets queries, signals and Updates in)."""
+
 
 class StepFailure(Exception):
     """A step (or one item of it) failed for good: retries spent, or retrying cannot help."""
@@ -170,12 +177,28 @@ class _Executor:
     _inflight: int
     _draining: bool
     _policies: dict[str, tuple[RetryPolicy, LinearBackoff | None]]
+    _task: tuple[int, datetime, int] = (0, datetime.min, 0)
+    """The workflow task as local steps see it: the history length that marks it, the
+    workflow time it was first seen, and the local activities that ended in it (their markers
+    join the history when it completes)."""
 
     def _notify(self) -> None:
         """Wake the run's supervisor (a no-op outside DagRun)."""
 
+    def _current_task(self) -> tuple[int, datetime, int]:
+        length = workflow.info().get_current_history_length()
+        if self._task[0] != length:
+            self._task = (length, workflow.now(), 0)
+        return self._task
+
     def _local_done(self) -> None:
-        """A local activity ended: its marker is not in the history until the task completes."""
+        length, began, ended = self._current_task()
+        self._task = (length, began, ended + 1)
+
+    def _room_for_local(self) -> bool:
+        """Whether the current workflow task may start another local step."""
+        _, began, ended = self._current_task()
+        return ended < LOCAL_TASK_STEPS and workflow.now() - began < LOCAL_TASK_SPAN
 
     def _policy(self, sid: str, step: Step) -> tuple[RetryPolicy, LinearBackoff | None]:
         """The step's Temporal retry policy, built once per step (for_each items share it)."""
@@ -257,7 +280,7 @@ class _Executor:
         )
         activity_id = key if series == 1 else f"{key}#{series}"
         summary = f"{key}: {step.summary}" if step.summary else key
-        local = definition.runs_local(step)
+        local = definition.runs_local(step) and self._room_for_local()
         self._inflight += 1
         try:
             if local:
@@ -498,9 +521,6 @@ class DagRun(_Executor):
         self._published: str | None = None
         self._details = ""
         self._slots: asyncio.Semaphore | None = None
-        self._unrecorded = (0, 0)
-        """(history length, local activities ended since the history had that length): their
-        markers join the history when the workflow task completes."""
 
     # --- the run --------------------------------------------------------------------------
 
@@ -585,16 +605,8 @@ class DagRun(_Executor):
 
     def _history_full(self) -> bool:
         info = workflow.info()
-        length = info.get_current_history_length()
-        recorded_at, pending = self._unrecorded
-        if recorded_at == length:
-            length += pending
-        return length >= self.ctx.history_limit or info.is_continue_as_new_suggested()
-
-    def _local_done(self) -> None:
-        length = workflow.info().get_current_history_length()
-        recorded_at, pending = self._unrecorded
-        self._unrecorded = (length, pending + 1 if recorded_at == length else 1)
+        length, _, unrecorded = self._current_task()
+        return length + unrecorded >= self.ctx.history_limit or info.is_continue_as_new_suggested()
 
     def _continue_as_new(self) -> None:
         assert self._started_at is not None

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "bench_engine": ["--repeat", "1", "--shapes", "chain"],
     "bench_fairness": ["--flood", "40", "--runs", "2"],
+    "bench_local": ["--steps", "5", "--repeat", "1", "--checkpoint-steps", "0"],
     "bench_scale": ["--items", "300", "--steps", "30", "--timeout", "120"],
     "bench_starter": ["--commands", "20", "--concurrency", "5", "--warm-up", "5",
                       "--databases", "sqlite"],
@@ -26,6 +27,7 @@ SMALL = {
 PRINTS = {
     "bench_engine": "ratio",
     "bench_fairness": "ratio",
+    "bench_local": "ms/step",
     "bench_scale": "events",
     "bench_starter": "p99",
     "bench_validation": "ms",

@@ -5,6 +5,7 @@ step has: retries and timeouts, manual recovery, the idempotency key, attempts a
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from tests.engine import chain_definition, dag_worker, eventually, progress, start_dag
 from tests.steps import Probe
+from worker.logs import ACTIVITY_LOGGER, quiet_step_failures
 from workflows.dag_run import LOCAL_TASK_STEPS
 from workflows.definition import Definition
 from workflows.scheduling import idempotency_key
@@ -375,3 +377,20 @@ async def test_no_task_gathers_more_than_its_share_of_local_results(client: Clie
     assert scheduled_activities(events), "no step ran as an activity"
     assert len(markers(events)) + len(scheduled_activities(events)) == n
     assert max(markers_per_task(events)) <= LOCAL_TASK_STEPS
+
+
+async def test_a_failed_local_attempt_is_one_log_line(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet_step_failures()
+    definition = {
+        "name": "local-log",
+        "steps": {"charge": {"uses": "boom", "execution": "local", "on_error": "continue"}},
+    }
+    with caplog.at_level(logging.WARNING, logger=ACTIVITY_LOGGER):
+        async with dag_worker(client, Probe().activities()) as worker:
+            handle = await start_dag(client, worker, definition)
+            await handle.result()
+    lines = [r.getMessage() for r in caplog.records if r.name == ACTIVITY_LOGGER]
+    assert f"step charge attempt 1 of {handle.id} failed: Boom: boom at charge" in lines
+    assert all(r.exc_info is None for r in caplog.records if r.name == ACTIVITY_LOGGER)

@@ -17,13 +17,17 @@ from worker.client import connect
 from worker.metrics import MetricsAddressError, prometheus_runtime
 
 
-async def test_step_and_park_metrics_move_with_real_runs(temporal_address: str) -> None:
+@pytest.mark.parametrize("execution", ["activity", "local"])
+async def test_step_and_park_metrics_move_with_real_runs(
+    temporal_address: str, execution: str
+) -> None:
     address = free_address()
     url = f"http://{address}/metrics"
     client = await connect(temporal_address, runtime=prometheus_runtime(address))
     tenant = f"m-{uuid.uuid4().hex[:8]}"
     definition = {
         "name": "metered",
+        "defaults": {"execution": execution},
         "steps": {
             "ok": {"uses": "noop"},
             "bad": {

@@ -15,7 +15,8 @@ retry policy (bench/baseline.py, bench/baseline_local.py), on one worker configu
   step's marker is recorded before the next step starts (``--checkpoint-steps`` steps, as each
   timer costs a server round trip; 0 leaves it out).
 
-Prints the median wall time from start to result, per step, the history's events and
+Prints the median wall time from start to result, per step, the CPU time of the workflow
+code (its activations, on the workflow task executor's threads), the history's events and
 workflow tasks (how many times the results were written), and the ratio DagRun local /
 hand-written local. Target: DagRun local <= 10 ms per step. Exits 0 whatever the figures (it
 is a measurement), and 1 only if a run gave a wrong output.
@@ -30,7 +31,16 @@ from typing import Any
 
 from baseline import ChainWorkflow, ShapeInput
 from baseline_local import LocalChainInput, LocalChainWorkflow
-from common import bench_worker, dev_server, machine, median, run_script, running, timed
+from common import (
+    MeteredExecutor,
+    bench_worker,
+    dev_server,
+    machine,
+    median,
+    run_script,
+    running,
+    timed,
+)
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -46,9 +56,11 @@ CHECKPOINT = "hand, local + timer"
 
 @dataclass
 class Sample:
-    """One run: wall seconds, history events, workflow tasks completed."""
+    """One run: wall seconds, CPU seconds of the workflow code (its activations), history
+    events, workflow tasks completed."""
 
     wall: float
+    workflow_cpu: float
     events: int
     tasks: int
 
@@ -64,7 +76,12 @@ def definitions(steps: int) -> dict[str, Definition]:
 
 
 async def run_once(
-    client: Client, worker: Worker, variant: str, steps: int, dags: dict[str, Definition]
+    client: Client,
+    worker: Worker,
+    executor: MeteredExecutor,
+    variant: str,
+    steps: int,
+    dags: dict[str, Definition],
 ) -> Sample:
     """Start one run of ``variant``, wait for its result, and read its history."""
     name = f"bench-local-chain-{steps}"
@@ -84,29 +101,36 @@ async def run_once(
             )
         return await handle.result(), handle
 
+    cpu = executor.cpu
     wall, (output, handle) = await timed(start_and_wait)
+    cpu = executor.cpu - cpu
     if output != steps - 1:
         raise SystemExit(f"{variant}: output {output!r}, expected {steps - 1}")
     events = (await handle.fetch_history()).events
     tasks = sum(1 for e in events if e.HasField("workflow_task_completed_event_attributes"))
-    return Sample(wall, len(events), tasks)
+    return Sample(wall, cpu, len(events), tasks)
 
 
 async def measure(
-    client: Client, worker: Worker, steps: int, repeat: int, checkpoint_steps: int
+    client: Client,
+    worker: Worker,
+    executor: MeteredExecutor,
+    steps: int,
+    repeat: int,
+    checkpoint_steps: int,
 ) -> dict[str, tuple[int, list[Sample]]]:
     """Warm up each variant once, then ``repeat`` runs each, in alternating order."""
     dags = definitions(steps)
     for variant in VARIANTS:
-        await run_once(client, worker, variant, steps, dags)
+        await run_once(client, worker, executor, variant, steps, dags)
     samples: dict[str, list[Sample]] = {v: [] for v in VARIANTS}
     for rep in range(repeat):
         for variant in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:
-            samples[variant].append(await run_once(client, worker, variant, steps, dags))
+            samples[variant].append(await run_once(client, worker, executor, variant, steps, dags))
     out = {v: (steps, s) for v, s in samples.items()}
     if checkpoint_steps:
         timed_out = [
-            await run_once(client, worker, CHECKPOINT, checkpoint_steps, dags)
+            await run_once(client, worker, executor, CHECKPOINT, checkpoint_steps, dags)
             for _ in range(repeat)
         ]
         out[CHECKPOINT] = (checkpoint_steps, timed_out)
@@ -116,15 +140,19 @@ async def measure(
 def report(results: dict[str, tuple[int, list[Sample]]], repeat: int) -> None:
     """Print the table and the ratios."""
     print(f"\nmedian of {repeat} runs each (wall time from start to result)\n")
-    print(f"{'variant':<20} {'steps':>5} {'s':>7} {'ms/step':>8} {'events':>7} {'tasks':>6}")
+    print(
+        f"{'variant':<20} {'steps':>5} {'s':>7} {'ms/step':>8} {'workflow CPU ms':>15} "
+        f"{'events':>7} {'tasks':>6}"
+    )
     per_step: dict[str, float] = {}
     for variant, (steps, samples) in results.items():
         wall = median([s.wall for s in samples])
         per_step[variant] = wall * 1000 / steps
+        cpu = median([s.workflow_cpu for s in samples]) * 1000
         events = median([s.events for s in samples])
         tasks = median([s.tasks for s in samples])
         print(
-            f"{variant:<20} {steps:>5} {wall:>7.3f} {per_step[variant]:>8.1f} "
+            f"{variant:<20} {steps:>5} {wall:>7.3f} {per_step[variant]:>8.1f} {cpu:>15.0f} "
             f"{events:>7.0f} {tasks:>6.0f}"
         )
     local = per_step["DagRun, local"]
@@ -152,10 +180,13 @@ async def main() -> None:
     args = parser.parse_args()
     print(machine())
     async with dev_server() as client:
-        worker = bench_worker(client, extra_workflows=[ChainWorkflow, LocalChainWorkflow])
+        executor = MeteredExecutor()
+        worker = bench_worker(
+            client, extra_workflows=[ChainWorkflow, LocalChainWorkflow], executor=executor
+        )
         async with running(worker):
             results = await measure(
-                client, worker, args.steps, args.repeat, args.checkpoint_steps
+                client, worker, executor, args.steps, args.repeat, args.checkpoint_steps
             )
     report(results, args.repeat)
 

@@ -19,6 +19,8 @@ SMALL = {
     "bench_fairness": ["--flood", "40", "--runs", "2"],
     "bench_local": ["--steps", "5", "--repeat", "1", "--checkpoint-steps", "0"],
     "bench_scale": ["--items", "300", "--steps", "30", "--timeout", "120"],
+    "bench_scaleout": ["--runs", "6", "--steps", "2", "--step-ms", "100", "--commands", "20",
+                       "--concurrency", "5"],
     "bench_starter": ["--commands", "20", "--concurrency", "5", "--warm-up", "5",
                       "--databases", "sqlite"],
     "bench_validation": ["--steps", "200"],
@@ -29,6 +31,7 @@ PRINTS = {
     "bench_fairness": "ratio",
     "bench_local": "ms/step",
     "bench_scale": "events",
+    "bench_scaleout": "no run lost",
     "bench_starter": "p99",
     "bench_validation": "ms",
 }

@@ -13,6 +13,7 @@ error classes (:mod:`starter.errors`) with the problem details::
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
@@ -48,6 +49,8 @@ from starter.errors import PROBLEM_JSON, ApiError, ProblemDetails
 from workflows.definition import Definition
 
 M = TypeVar("M", bound=BaseModel)
+LARGE_BODY = 1024 * 1024
+"""Bodies over this many bytes are streamed (a run's input may be several MB)."""
 T = TypeVar("T")
 
 DefinitionBody = str | Mapping[str, Any] | Definition
@@ -187,10 +190,13 @@ class DagflowClient:
         if text is not None:
             headers["Content-Type"] = content_type
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        data: bytes | io.BytesIO | None = text.encode() if text is not None else None
+        if data is not None and len(data) > LARGE_BODY:
+            data = io.BytesIO(data)  # aiohttp streams it instead of warning about the loop
         async with self._http().request(
             method,
             self.base_url + path,
-            data=text.encode() if text is not None else None,
+            data=data,
             headers=headers,
             params=query,
             timeout=self._timeout,

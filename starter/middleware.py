@@ -38,6 +38,7 @@ from starter.errors import (
     error_for_status,
 )
 from starter.routes.table import route_of
+from worker.payloads import TOO_LARGE, too_large
 
 log = logging.getLogger("dagflow.starter")
 
@@ -88,6 +89,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             )
         return _internal(request, error)
     except RPCError as error:
+        if too_large(error):
+            return problem_response(PayloadTooLarge(f"the request's data is {TOO_LARGE}"))
         if error.status in UNREACHABLE_RPC:
             return problem_response(
                 Unavailable("Temporal does not answer", retry_after=RETRY_AFTER)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from starter.errors import RateLimited, ServerError
 from starter.routes import ROUTES
 from starter.routes.table import Call, Route
 from tests.starter import INSTANCE_KEY, Databases, Starter, running, service_settings
+from tests.test_payload_store import stored_files
 
 DEFINITION = {"name": "ok", "steps": {"a": {"uses": "transform", "with": {"value": 1}}}}
 
@@ -206,6 +208,28 @@ async def test_bodies_over_the_limit_answer_413(
         answer = await _raw(tenant, "POST", "/v1/definitions", big)
         assert answer["status"] == 413 and "2048" in answer["detail"]
         assert (await tenant.definitions.create(DEFINITION)).created
+
+
+async def test_a_run_input_over_temporals_payload_limit(
+    databases: Databases, temporal_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = {"items": [f"item-{i:07d}-{'x' * 16}" for i in range(100_000)]}  # about 3.2 MB
+    settings = service_settings(
+        await databases.fresh(), temporal_address, max_body_bytes=8 * 1024 * 1024
+    )
+    async with running(settings) as starter:
+        tenant = await starter.tenant()
+        await tenant.definitions.create(DEFINITION)
+        answer = await _raw(tenant, "POST", "/v1/runs", {"definition": "ok", "input": big})
+        assert answer["status"] == 413
+        assert "2 MB" in answer["detail"] and "DAGFLOW_PAYLOAD_STORE" in answer["detail"]
+    monkeypatch.setenv("DAGFLOW_PAYLOAD_STORE", str(tmp_path))
+    async with running(settings) as starter:  # connects again: now with the store
+        tenant = await starter.tenant()
+        await tenant.definitions.create(DEFINITION)
+        ref = await tenant.runs.start("ok", big)
+        assert ref.created
+    assert stored_files(tmp_path), "the input went to the store"
 
 
 async def test_each_tenant_has_its_own_rate_limit(

@@ -8,6 +8,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.runtime import Runtime
 
 from worker.codec import EncryptionCodec, Keyring
+from worker.payloads import PayloadStore
 
 
 class CompactPayloadConverter(PydanticPayloadConverter):
@@ -22,15 +23,21 @@ DATA_CONVERTER = DataConverter(payload_converter_class=CompactPayloadConverter)
 """dagflow's data converter: every process that talks to Temporal must use it."""
 
 
-def data_converter(keyring: Keyring | None) -> DataConverter:
+def data_converter(keyring: Keyring | None, store: PayloadStore | None = None) -> DataConverter:
     """dagflow's data converter, encrypting payloads and failure messages with ``keyring``
-    (see :mod:`worker.codec`); the plain :data:`DATA_CONVERTER` when it is None."""
-    if keyring is None:
+    (see :mod:`worker.codec`) and keeping payloads over the threshold in ``store`` (see
+    :mod:`worker.payloads`; encrypted first); the plain :data:`DATA_CONVERTER` with neither."""
+    if keyring is None and store is None:
         return DATA_CONVERTER
     return DataConverter(
         payload_converter_class=CompactPayloadConverter,
-        payload_codec=EncryptionCodec(keyring),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        payload_codec=EncryptionCodec(keyring) if keyring else None,
+        failure_converter_class=(
+            DefaultFailureConverterWithEncodedAttributes
+            if keyring
+            else DATA_CONVERTER.failure_converter_class
+        ),
+        external_storage=store.external_storage() if store else None,
     )
 
 
@@ -40,6 +47,7 @@ async def connect(
     *,
     runtime: Runtime | None = None,
     keyring: Keyring | None = None,
+    store: PayloadStore | None = None,
 ) -> Client:
     """Connect to Temporal with dagflow's data converter.
 
@@ -50,11 +58,17 @@ async def connect(
             default runtime when None.
         keyring: Encrypt payloads with these keys; by default those of
             ``DAGFLOW_ENCRYPTION_KEYS``, so every process (worker, starter, CLI) agrees.
+        store: Keep large payloads in this store; by default that of
+            ``DAGFLOW_PAYLOAD_STORE`` (off when unset), for the same reason.
 
     Returns:
         A connected client.
     """
     keyring = keyring or Keyring.from_env()
+    store = store or PayloadStore.from_env()
     return await Client.connect(
-        address, namespace=namespace, data_converter=data_converter(keyring), runtime=runtime
+        address,
+        namespace=namespace,
+        data_converter=data_converter(keyring, store),
+        runtime=runtime,
     )

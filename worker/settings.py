@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.codec import Keyring
+from worker.payloads import DEFAULT_THRESHOLD
 from workflows.definition import CircuitBreaker, RateLimit
 from workflows.types import DEFAULT_TASK_QUEUE
 
@@ -46,6 +47,15 @@ class Settings(BaseSettings):
         None,
         description="Payload encryption keys, id:base64key comma-separated, the first current "
         "(environment only; worker.client.connect reads it).",
+    )
+    payload_store: str | None = Field(
+        None,
+        description="Directory where payloads of at least payload_store_threshold bytes are "
+        "kept, history holding a reference; every process must share it (environment only; "
+        "worker.client.connect reads it). Off when unset.",
+    )
+    payload_store_threshold: int = Field(
+        DEFAULT_THRESHOLD, ge=0, description="Size in bytes from which a payload is stored."
     )
     metrics_address: str | None = Field(
         None, description="host:port where a worker serves Prometheus metrics (off when unset)."

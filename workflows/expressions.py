@@ -21,6 +21,7 @@ SCOPE_NAMES = frozenset({"input", "steps", "item", "index", "run", "params"})
 _STEP_DOT = re.compile(r"\bsteps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _STEP_INDEX = re.compile(r"\bsteps\s*\[\s*(?:\"([^\"]*)\"|'([^']*)')\s*\]")
 _STEPS_WORD = re.compile(r"\bsteps\b")
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*$")
 _MACRO_VAR = re.compile(
     r"\.\s*(?:map|filter|all|exists|exists_one|transformList|transformMap)\s*\(\s*"
     r"([A-Za-z_][A-Za-z0-9_]*)\s*,(?:\s*([A-Za-z_][A-Za-z0-9_]*)\s*,)?"
@@ -46,13 +47,22 @@ class Expression:
     """Top-level names it uses that are not bound by a macro."""
     step_refs: frozenset[str] | None
     """Step ids it reads through ``steps``; None when it indexes ``steps`` dynamically."""
+    path: tuple[str, ...] | None = None
+    """The keys it follows when it is only a path of names (``input.items``), else None."""
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
         """Evaluate in ``scope``; raise :class:`ExpressionError` with the reason on failure.
 
         Only the names the expression uses are handed to CEL, which converts every value it
-        is given: a big ``input`` costs nothing to expressions that do not read it.
+        is given: a big ``input`` costs nothing to expressions that do not read it. A plain
+        path (``input.items``, ``steps.each.output``, ``item``) that leads to a value is
+        looked up without CEL, which would convert the value there and back (a 100,000-item
+        list took over a second); any other case, a missing key included, goes to CEL.
         """
+        if self.path is not None:
+            found = _follow(scope, self.path)
+            if found is not _MISSING:
+                return found
         used = {name: scope[name] for name in self.names if name in scope}
         try:
             return to_json(self.program.execute(used))
@@ -63,6 +73,25 @@ class Expression:
         except Exception as e:
             reason = str(e).split(". Check that")[0] or type(e).__name__
             raise ExpressionError(self.source, reason) from None
+
+
+_MISSING = object()
+
+
+def _follow(scope: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The JSON value at ``path`` in ``scope``, or ``_MISSING`` when a key is not there."""
+    value: Any = scope
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value if _plain(value) else _MISSING
+
+
+def _plain(value: Any) -> bool:
+    """Whether CEL would hand ``value`` back unchanged (JSON scalars, lists, string-keyed maps);
+    only the top level is checked for containers, as scope values are JSON data."""
+    return value is None or isinstance(value, str | bool | int | float | list | dict)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -81,8 +110,16 @@ def compile_expression(source: str) -> Expression:
     names = set(program.variables())
     if "(" in text:
         names -= {n for pair in _MACRO_VAR.findall(text) for n in pair if n}
+    path = None
+    if _PATH.match(text):
+        keys = tuple(k.strip() for k in text.split("."))
+        path = keys if keys[0] in names else None
     return Expression(
-        text, program, frozenset(names), _step_refs(text) if "steps" in names else frozenset()
+        text,
+        program,
+        frozenset(names),
+        _step_refs(text) if "steps" in names else frozenset(),
+        path,
     )
 
 

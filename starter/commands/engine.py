@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as RunTimeoutError
+from temporalio.service import RPCError
 
 from starter.commands.exits import BAD_INPUT as BAD_INPUT  # re-exported: the shared codes
 from starter.commands.exits import OK as OK
@@ -38,6 +39,7 @@ from starter.launch import start_run
 from worker.client import connect
 from worker.main import run_worker
 from worker.metrics import MetricsAddressError
+from worker.payloads import TOO_LARGE, too_large
 from worker.settings import Settings
 from workflows.definition import Definition
 
@@ -240,15 +242,20 @@ async def _run(
     library: dict[str, Definition],
 ) -> int:
     client = await reach(settings)
-    handle, _ = await start_run(
-        client,
-        definition,
-        run_input,
-        task_queue=settings.task_queue,
-        tenant=tenant,
-        key=key,
-        library=library,
-    )
+    try:
+        handle, _ = await start_run(
+            client,
+            definition,
+            run_input,
+            task_queue=settings.task_queue,
+            tenant=tenant,
+            key=key,
+            library=library,
+        )
+    except RPCError as e:
+        if too_large(e):
+            fail(BAD_INPUT, f"the run's input and definition are {TOO_LARGE}")
+        raise
     if not wait:
         run_id = handle.first_execution_run_id or handle.run_id
         report(as_json, handle.id, run_id, "running", None, None)

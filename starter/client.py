@@ -190,9 +190,10 @@ class DagflowClient:
         if text is not None:
             headers["Content-Type"] = content_type
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
-        data: bytes | io.BytesIO | None = text.encode() if text is not None else None
-        if data is not None and len(data) > LARGE_BODY:
-            data = io.BytesIO(data)  # aiohttp streams it instead of warning about the loop
+        raw = text.encode() if text is not None else None
+        data: bytes | io.BytesIO | None = raw
+        if raw is not None and len(raw) > LARGE_BODY:
+            data = io.BytesIO(raw)  # aiohttp streams it instead of warning about the loop
         async with self._http().request(
             method,
             self.base_url + path,

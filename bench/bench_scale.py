@@ -160,6 +160,8 @@ class Outcome:
     """The worker process's peak resident memory (VmHWM), bytes; None: in this process."""
     rss_parked: int | None = None
     """The worker's resident memory with every run parked (the parked case), bytes."""
+    rss_idle: int | None = None
+    """The worker's resident memory once polling, before the case started, bytes."""
     stored: tuple[int, int] = (0, 0)
     """Files and bytes in the payload store after the case."""
     runs: int = 1
@@ -293,13 +295,15 @@ def _status_kb(pid: int, key: str) -> int:
 
 @contextlib.asynccontextmanager
 async def worker_process(
-    address: str, task_queue: str, store: Path
+    address: str, task_queue: str, store: Path, cached: int | None
 ) -> AsyncIterator[WorkerProcess]:
     """``dagflow worker`` on ``task_queue`` with the payload store at ``store``, polling when the
     block starts; SIGTERM after."""
     log = store.parent / f"worker-{task_queue}.log"
     env = {**os.environ, STORE_VAR: str(store), "DAGFLOW_SHUTDOWN_GRACE": "1"}
     args = [DAGFLOW, "worker", "--address", address, "--task-queue", task_queue]
+    if cached is not None:
+        args += ["--max-cached-workflows", str(cached)]
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             *args, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
@@ -338,20 +342,22 @@ def _store_size(store: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
-async def run_big(address: str, case: Case, limit: float) -> Outcome:
+async def run_big(address: str, case: Case, limit: float, cached: int | None) -> Outcome:
     """``case`` on a ``dagflow worker`` process of its own, with the payload store on."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
         store = Path(folder) / "payloads"
         client = await connect(address, store=PayloadStore(store))
         task_queue = f"bench-{uuid.uuid4()}"
-        async with worker_process(address, task_queue, store) as worker:
+        async with worker_process(address, task_queue, store, cached) as worker:
+            idle = worker.rss()
             outcome = await run_case(client, task_queue, case, limit)
             outcome.rss_peak = worker.peak()
+            outcome.rss_idle = idle
         outcome.stored = _store_size(store)
     return outcome
 
 
-async def run_parked(address: str, runs: int, limit: float) -> Outcome:
+async def run_parked(address: str, runs: int, limit: float, cached: int | None) -> Outcome:
     """``runs`` runs of PARKED, all waiting at once in one ``dagflow worker``, then released."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
         store = Path(folder) / "payloads"
@@ -369,10 +375,11 @@ async def run_parked(address: str, runs: int, limit: float) -> Outcome:
                 await handle.signal("send_event", SendEvent(name="go", payload=i))
             return await handle.result()
 
-        async with worker_process(address, task_queue, store) as worker:
+        async with worker_process(address, task_queue, store, cached) as worker:
+            idle = worker.rss()
             begin = time.perf_counter()
             handles = await asyncio.gather(*(start(i) for i in range(runs)))
-            outcome = Outcome(wall=None, runs=runs)
+            outcome = Outcome(wall=None, runs=runs, rss_idle=idle)
             query = f"TenantId = '{tenant}' AND DagStatus = 'Waiting'"
             deadline = time.monotonic() + limit
             while (await client.count_workflows(query)).count < runs:
@@ -441,6 +448,8 @@ def _report(outcomes: dict[str, Outcome]) -> list[str]:
             f"{o.max_events:>10} {o.max_payload / 1000:>14.1f} {o.references:>5} "
             f"{_mb(o.rss_peak):>13} {o.longest_task:>14.2f}  {'yes' if ok else 'NO'}"
         )
+        if o.rss_idle is not None:
+            print(f"  worker RSS idle, before the case: {_mb(o.rss_idle)} MB")
         if o.rss_parked is not None:
             print(f"  worker RSS with all {o.runs} runs parked: {_mb(o.rss_parked)} MB")
         if o.stored != (0, 0):
@@ -478,6 +487,11 @@ async def main() -> int:
     parser.add_argument(
         "--cases", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}"
     )
+    parser.add_argument(
+        "--max-cached",
+        type=int,
+        help="the dagflow workers' --max-cached-workflows (default: theirs, 1000)",
+    )
     args = parser.parse_args()
     chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = sorted(set(chosen) - set(CASES))
@@ -499,11 +513,13 @@ async def main() -> int:
         if "big" in chosen:
             case = big_for_each(args.big_items, args.concurrency)
             print(f"{case.name} ...", flush=True)
-            outcomes[case.name] = await run_big(address, case, args.big_timeout)
+            outcomes[case.name] = await run_big(address, case, args.big_timeout, args.max_cached)
         if "parked" in chosen:
             name = f"{args.parked} runs parked on wait"
+            if args.max_cached is not None:
+                name += f" (cache {args.max_cached})"
             print(f"{name} ...", flush=True)
-            outcomes[name] = await run_parked(address, args.parked, args.timeout)
+            outcomes[name] = await run_parked(address, args.parked, args.timeout, args.max_cached)
     failures = _report(outcomes)
     for failure in failures:
         print(f"FAIL {failure}")

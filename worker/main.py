@@ -67,6 +67,7 @@ def make_worker(
         activities=list(step_activities(settings, http).values()),
         interceptors=[LinearBackoffInterceptor(), *([tracker] if tracker else [])],
         max_concurrent_activities=settings.max_concurrent_activities,
+        max_cached_workflows=settings.max_cached_workflows,
         shutdown_grace=timedelta(seconds=settings.shutdown_grace),
         workflows=workflows,
     )

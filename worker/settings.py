@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     secrets_file: str | None = Field(None, description="YAML or JSON file of step secrets.")
     database_url: str | None = None
     max_concurrent_activities: int = Field(200, gt=0)
+    max_cached_workflows: int = Field(
+        1000,
+        ge=0,
+        description="Runs a worker keeps in memory between workflow tasks (Temporal's sticky "
+        "cache); others are replayed from history when they next wake.",
+    )
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds running activities get.")
     http_circuit_breaker: Annotated[CircuitBreaker | None, NoDecode] = Field(
         None,

@@ -42,6 +42,7 @@ def build_worker(
     activities: Sequence[Callable[..., Any]],
     interceptors: Sequence[Interceptor] = (),
     max_concurrent_activities: int = 200,
+    max_cached_workflows: int = 1000,
     shutdown_grace: timedelta = timedelta(seconds=10),
     workflows: bool = True,
 ) -> Worker:
@@ -53,6 +54,8 @@ def build_worker(
         activities: Step activities (built-in and plugins), each named after its kind.
         interceptors: Extra interceptors, run inside dagflow's own.
         max_concurrent_activities: Activities this worker runs at once.
+        max_cached_workflows: Runs kept in memory between workflow tasks (Temporal's sticky
+            cache; a parked run costs about 85 KB there, see docs/benchmarks.md); 0 keeps none.
         shutdown_grace: How long running activities get when the worker shuts down.
         workflows: Whether this worker also runs the workflows (DagRun, DagForEachBatch,
             DagCommand); False for activity-only workers serving a capability task queue.
@@ -65,5 +68,6 @@ def build_worker(
         interceptors=[StepAttemptInterceptor(), *interceptors],
         workflow_runner=sandbox_runner(),
         max_concurrent_activities=max_concurrent_activities,
+        max_cached_workflows=max_cached_workflows,
         graceful_shutdown_timeout=shutdown_grace,
     )

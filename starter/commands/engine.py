@@ -107,6 +107,12 @@ async def reach(settings: Settings) -> Client:
 @click.option("--secrets-file", help="YAML/JSON file of step secrets [DAGFLOW_SECRETS_FILE].")
 @click.option("--max-concurrent-activities", type=int, help="Activities run at once.")
 @click.option(
+    "--max-cached-workflows",
+    type=int,
+    help="Runs kept in memory between workflow tasks [DAGFLOW_MAX_CACHED_WORKFLOWS; "
+    "default 1000].",
+)
+@click.option(
     "--http-circuit-breaker",
     metavar="JSON",
     help='Per-host circuit breaker of HTTP steps that set none, e.g. \'{"failures": 5, '

@@ -4,6 +4,7 @@ decode them back (and replay), encryption composes with it, and a bad store fail
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from temporalio.worker import Replayer
 
 from tests.engine import dag_worker, start_dag
 from tests.steps import Probe
+from tests.test_cli_engine import dagflow
 from tests.test_encryption import raw_histories
 from worker.client import connect
 from worker.codec import ENCODING, Keyring
@@ -193,3 +195,33 @@ def test_the_store_settings() -> None:
         )
     with pytest.raises(ValueError, match="payload_store_threshold"):
         Settings(payload_store_threshold=-1)
+
+
+COUNT = {
+    "name": "store-count",
+    "steps": {"count": {"uses": "transform", "with": {"value": "${{ size(input.items) }}"}}},
+    "output": "${{ steps.count.output }}",
+}
+
+
+async def test_dagflow_run_takes_a_large_input_file_with_the_store(
+    client: Client, tmp_path: Path
+) -> None:
+    definition, data, store = tmp_path / "count.json", tmp_path / "input.json", tmp_path / "s"
+    write_json(definition, COUNT)
+    write_json(data, {"items": ITEMS})
+    address = client.service_client.config.target_host
+    async with dag_worker(await store_client(client, store)) as w:
+        args = ["run", str(definition), "--input", f"@{data}", "--wait", "--json"]
+        args += ["--address", address, "--task-queue", w.task_queue]
+        code, out, err = await dagflow(*args, env={"DAGFLOW_PAYLOAD_STORE": str(store)})
+        assert code == 0, err
+        assert json.loads(out)["output"] == len(ITEMS)
+        code, out, err = await dagflow(*args, env={"DAGFLOW_PAYLOAD_STORE": ""})
+    assert code == 2
+    assert "over Temporal's limit of 2 MB per payload; set DAGFLOW_PAYLOAD_STORE" in err
+    assert "Traceback" not in err
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value))

@@ -89,6 +89,35 @@ async def for_each(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+async def for_each_window(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
+    """for_each steps without concurrency over more items than FOR_EACH_WINDOW: one in the run
+    itself, one in batches (the first batch over the window)."""
+    handle = await start_dag(
+        client,
+        worker,
+        {
+            "name": "for-each-window",
+            "steps": {
+                "direct": {
+                    "uses": "noop",
+                    "for_each": "${{ input.direct }}",
+                    "with": {"value": "${{ item }}"},
+                },
+                "batched": {
+                    "uses": "noop",
+                    "for_each": "${{ input.batched }}",
+                    "with": {"value": "${{ index }}"},
+                },
+            },
+            "output": "${{ [size(steps.direct.output), size(steps.batched.output)] }}",
+        },
+        {"direct": list(range(60)), "batched": list(range(130))},
+        batch_size=100,
+    )
+    await handle.result()
+    return handle
+
+
 async def manual_retry(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
     handle = await start_dag(
         client,
@@ -275,6 +304,7 @@ async def local(client: Client, worker: Worker) -> WorkflowHandle[Any, Any]:
 SCENARIOS: dict[str, Scenario] = {
     "parallel": parallel,
     "for_each": for_each,
+    "for_each_window": for_each_window,
     "manual_retry": manual_retry,
     "continue_as_new": continue_as_new,
     "failure": failure,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from tests.engine import chain_definition, dag_worker, eventually, progress, start_dag
 from tests.history import history_lengths
+from tests.scenarios import SCENARIOS, histories_of
 from tests.steps import Probe
+from workflows.dag_run import FOR_EACH_WINDOW
 
 
 async def test_long_chain_continues_as_new_and_keeps_outputs(client: Client) -> None:
@@ -83,3 +85,34 @@ async def test_parked_step_survives_continue_as_new(client: Client) -> None:
         await handle.execute_update("retry_step", {"step": "gate", "with": {"ok": True}})
         assert await handle.result() == [29, {"fixed": True, "key": "gate"}]
         assert probe.calls["s0"] == 1
+
+
+def first_task_schedules(history: WorkflowHistory) -> int:
+    """Activities scheduled by a run's first workflow task."""
+    count, tasks = 0, 0
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            tasks += 1
+        elif tasks > 1:
+            break
+        if tasks == 1 and event.HasField("activity_task_scheduled_event_attributes"):
+            count += 1
+    return count
+
+
+async def test_a_for_each_without_concurrency_runs_a_window_of_items_per_workflow(
+    client: Client,
+) -> None:
+    """The run and each batch schedule at most FOR_EACH_WINDOW items in one workflow task (all
+    250 of a batch at once took over the SDK's 2 s deadlock limit on a loaded machine)."""
+    async with dag_worker(client, Probe().activities()) as w:
+        handle = await SCENARIOS["for_each_window"](client, w)
+        assert await handle.result() == [60, 130]
+        histories = await histories_of(client, handle)
+    by_id = {h.workflow_id: h for h in histories}
+    run = by_id[handle.id]
+    batch = next(h for wid, h in by_id.items() if wid.endswith("/batched[0-99]#1"))
+    assert first_task_schedules(run) == FOR_EACH_WINDOW, "the direct step's first window"
+    assert first_task_schedules(batch) == FOR_EACH_WINDOW
+    scheduled = sum(e.HasField("activity_task_scheduled_event_attributes") for e in batch.events)
+    assert scheduled == 100, "every item of the batch ran in the end"

@@ -85,6 +85,13 @@ with workflow.unsafe.imports_passed_through():
 
 DETAILS_ROWS = 40
 """Most step rows shown in the Web UI's current details."""
+FOR_EACH_WINDOW = 50
+"""Most items of a for_each without ``concurrency`` that one workflow (the run, or one of its
+batches) runs at once. Scheduling all 250 items of a batch in one workflow task took over the
+SDK's 2-second deadlock limit on a loaded 2-core machine, and a batch the worker then could
+not evict never ran again."""
+WINDOW_PATCH = "for-each-window"
+"""``workflow.patched`` id: runs recorded before the window schedule every item at once."""
 
 LOCAL_TASK_STEPS = 100
 LOCAL_TASK_SPAN = timedelta(seconds=1)
@@ -377,6 +384,14 @@ class _Executor:
     async def _wait(self, sid: str, with_: WaitWith, record: StepRecord | None) -> Any:
         raise StepFailure("wait steps are not supported here")
 
+    def _window(self, concurrency: int | None, count: int) -> int | None:
+        """How many of ``count`` items run at once here: the step's ``concurrency``, else at
+        most FOR_EACH_WINDOW (in runs that started with the window; a replay of an older
+        history keeps running every item at once)."""
+        if concurrency is None and count > FOR_EACH_WINDOW and workflow.patched(WINDOW_PATCH):
+            return FOR_EACH_WINDOW
+        return concurrency
+
     async def _run_items(
         self,
         sid: str,
@@ -468,7 +483,7 @@ class DagForEachBatch(_Executor):
             arg.step,
             step,
             list(zip(arg.indices, arg.items, strict=True)),
-            arg.concurrency,
+            self._window(arg.concurrency, len(arg.indices)),
             arg.series,
             arg.overrides,
             scope,
@@ -835,10 +850,13 @@ class DagRun(_Executor):
 
         fail_fast = self.definition.on_error(step) != "manual"
         run: Callable[..., Awaitable[tuple[dict[int, str], int]]] = self._run_items
+        concurrency = step.concurrency
         if len(todo) > self.ctx.batch_size and step.uses not in WORKFLOW_KINDS - {"workflow"}:
             run = self._run_batches
+        elif step.uses not in WORKFLOW_KINDS or step.uses == "workflow":
+            concurrency = self._window(concurrency, len(todo))
         failed, most = await run(
-            sid, step, todo, step.concurrency, record.series, overrides, scope, fail_fast, on_output
+            sid, step, todo, concurrency, record.series, overrides, scope, fail_fast, on_output
         )
         record.attempts = max(record.attempts, most)
         record.items_failed = sorted(failed) or None

@@ -109,8 +109,7 @@ async def reach(settings: Settings) -> Client:
 @click.option(
     "--max-cached-workflows",
     type=int,
-    help="Runs kept in memory between workflow tasks [DAGFLOW_MAX_CACHED_WORKFLOWS; "
-    "default 1000].",
+    help="Runs kept in memory between workflow tasks [DAGFLOW_MAX_CACHED_WORKFLOWS; default 1000].",
 )
 @click.option(
     "--http-circuit-breaker",

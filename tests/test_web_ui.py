@@ -6,7 +6,8 @@ encryption and its codec server, a worker. Two tenants run a completed, a parked
 them) a failed DAG through the starter. The browser then:
 
 - lists the runs filtered by ``TenantId`` and by ``DagStatus="NeedsAttention"``;
-- opens a parked run's event history, where the step ids and their summaries appear;
+- opens a parked run's event history, where the step ids and their summaries appear, and the
+  history of a run whose step ran as a local activity (``execution: local``);
 - signs in to the codec server at ``/codec/session`` with a tenant key, points the Web UI at
   it, and sees that run's input decoded, where before it saw ciphertext.
 
@@ -58,6 +59,9 @@ CHARGE = {"name": "charge", "input": {"type": "object"},
           "steps": {"charge": {"uses": "flaky", "with": {"failures": 99},
                                "retry": {"max_attempts": 1}, "on_error": "manual",
                                "summary": "charge the card"}}}  # fmt: skip
+PACK = {"name": "pack", "input": {"type": "object"},
+        "steps": {"pack": {"uses": "shout", "with": {"text": "parcel"}, "execution": "local",
+                           "summary": "pack the parcel"}}}  # fmt: skip
 REFUND = {"name": "refund", "input": {"type": "object"},
           "steps": {"refund": {"uses": "flaky", "with": {"failures": 99},
                                "retry": {"max_attempts": 1},
@@ -111,7 +115,7 @@ async def console(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Con
 async def _run_dags(starter: Starter, client: Client, ui: str) -> Console:
     keys: dict[str, str] = {}
     runs: dict[tuple[str, str], str] = {}
-    plans = {"acme": [SHIP, CHARGE, REFUND], "globex": [SHIP, CHARGE]}
+    plans = {"acme": [SHIP, CHARGE, REFUND], "globex": [SHIP, CHARGE, PACK]}
     admin = starter.instance()
     apis = {}
     for tenant, definitions in plans.items():
@@ -122,7 +126,12 @@ async def _run_dags(starter: Starter, client: Client, ui: str) -> Console:
             await api.definitions.create(definition)
             ref = await api.runs.start(definition["name"], {"card": f"{CANARY}-{tenant}"})
             runs[(tenant, definition["name"])] = ref.workflow_id
-    expected = {"ship": "completed", "charge": "needs_attention", "refund": "failed"}
+    expected = {
+        "ship": "completed",
+        "charge": "needs_attention",
+        "refund": "failed",
+        "pack": "completed",
+    }
 
     async def settled() -> bool:
         for tenant, name in runs:
@@ -244,6 +253,22 @@ async def test_event_history_shows_step_ids_and_summaries(
         console.runs[("acme", "charge")]
     ).describe()
     assert described.status == WorkflowExecutionStatus.RUNNING, "parked, not ended"
+
+
+async def test_event_history_shows_a_local_step_by_id_and_summary(
+    console: Console, context: BrowserContext
+) -> None:
+    page = await context.new_page()
+    await sign_in_to_codec(console, page, "globex", "9")
+    await history_page(console, page, "globex", "pack")
+    await loaded(page)
+    marker = page.get_by_role("row").filter(has_text="Local Activity")
+    await expect(marker).to_have_count(1)
+    await expect(marker).to_contain_text("shout")  # the step's kind
+    await expect(marker).to_contain_text("pack: pack the parcel")  # step id: summary, decoded
+    await shot(page, "9-history-local-step")
+    text = await page.locator("main").inner_text()
+    assert "Activity Task Scheduled" not in text
 
 
 async def loaded(page: Page) -> None:

@@ -394,3 +394,33 @@ async def test_a_failed_local_attempt_is_one_log_line(
     lines = [r.getMessage() for r in caplog.records if r.name == ACTIVITY_LOGGER]
     assert f"step charge attempt 1 of {handle.id} failed: Boom: boom at charge" in lines
     assert all(r.exc_info is None for r in caplog.records if r.name == ACTIVITY_LOGGER)
+
+
+async def test_local_items_run_in_for_each_batches_too(client: Client) -> None:
+    definition = {
+        "name": "local-batches",
+        "steps": {
+            "each": {
+                "uses": "noop",
+                "execution": "local",
+                "for_each": list(range(25)),
+                "with": {"value": "${{ item + 1 }}"},
+            }
+        },
+        "output": "${{ steps.each.output }}",
+    }
+    async with dag_worker(client, Probe().activities()) as worker:
+        handle = await start_dag(client, worker, definition, batch_size=10)
+        assert await handle.result() == list(range(1, 26))
+    children = [
+        e.child_workflow_execution_started_event_attributes.workflow_execution.workflow_id
+        for e in await history(handle)
+        if e.HasField("child_workflow_execution_started_event_attributes")
+    ]
+    assert len(children) == 3
+    ids = []
+    for child in children:
+        batch = await history(client.get_workflow_handle(child))
+        assert scheduled_activities(batch) == []
+        ids += [m["id"] for m in markers(batch)]
+    assert sorted(ids) == sorted(f"each[{i}]" for i in range(25))

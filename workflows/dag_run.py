@@ -95,10 +95,10 @@ WINDOW_PATCH = "for-each-window"
 
 LOCAL_TASK_STEPS = 100
 LOCAL_TASK_SPAN = timedelta(seconds=1)
-"""Local results one workflow task may gather, and how long (workflow time) it may keep
-starting local steps. Past either, the next local step runs as a regular activity instead:
-scheduling it lets the task complete, which writes the markers of the local steps before it
-to the history (and lets queries, signals and Updates in)."""
+"""Local steps that may end in one workflow task, and how long (workflow time) it may keep
+starting them, before the next local step runs as a regular activity instead: scheduling it
+lets the task complete, which writes the markers of the local steps before it to the history
+(and lets queries, signals and Updates in)."""
 
 
 class StepFailure(Exception):

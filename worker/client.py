@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.contrib.pydantic import PydanticPayloadConverter, ToJsonOptions
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+)
 from temporalio.runtime import Runtime
 
 from worker.codec import EncryptionCodec, Keyring
 from worker.payloads import PayloadStore
 
 
-class CompactPayloadConverter(PydanticPayloadConverter):
-    """Pydantic JSON that leaves out fields never set (their defaults come back on decoding),
-    so step records and definitions carried by continue-as-new stay small."""
+class _CompactJsonConverter(PydanticJSONPlainPayloadConverter):
+    """Pydantic JSON by the models' aliases (``with``, ``if``: what definitions and the docs
+    say, and what the Web UI then shows), leaving out fields never set."""
+
+    def to_payload(self, value: Any) -> Payload | None:
+        data = self._schema_serializer.to_json(value, exclude_unset=True, by_alias=True)
+        return Payload(metadata={"encoding": self.encoding.encode()}, data=data)
+
+
+class CompactPayloadConverter(CompositePayloadConverter):
+    """The SDK's default payload converters with JSON done by :class:`_CompactJsonConverter`,
+    so step records and definitions carried by continue-as-new stay small.
+
+    Models read both their field names and their aliases (``populate_by_name``), so payloads
+    written before aliases were used (``with_``) still decode.
+    """
 
     def __init__(self) -> None:
-        super().__init__(ToJsonOptions(exclude_unset=True))
+        json_converter = _CompactJsonConverter()
+        super().__init__(
+            *(
+                json_converter if isinstance(c, JSONPlainPayloadConverter) else c
+                for c in DefaultPayloadConverter.default_encoding_payload_converters
+            )
+        )
 
 
 DATA_CONVERTER = DataConverter(payload_converter_class=CompactPayloadConverter)

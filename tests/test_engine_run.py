@@ -555,3 +555,29 @@ async def test_command_is_a_search_attribute_and_children_inherit_it(client: Cli
         for desc in (await handle.describe(), await kid.describe()):
             assert desc.typed_search_attributes.get(DAG_COMMAND) == "order.created"
             assert desc.typed_search_attributes.get(TENANT_ID) == "acme"
+
+
+async def test_extension_functions_run_in_the_workflow(client: Client) -> None:
+    """cel-go's string, list and math functions work inside the sandboxed interpreter."""
+    async with dag_worker(client, Probe().activities()) as w:
+        handle = await start_dag(
+            client,
+            w,
+            {
+                "name": "cel-extensions",
+                "steps": {
+                    "slug": {
+                        "uses": "transform",
+                        "with": {"value": "${{ input.title.lowerAscii().split(' ').join('-') }}"},
+                    },
+                    "top": {
+                        "uses": "transform",
+                        "if": "${{ math.greatest(input.scores) > 5 }}",
+                        "with": {"value": "${{ input.scores.sort().reverse().slice(0, 2) }}"},
+                    },
+                },
+                "output": "${{ [steps.slug.output, steps.top.output] }}",
+            },
+            {"title": "Hello Big World", "scores": [3, 9, 7]},
+        )
+        assert await handle.result() == ["hello-big-world", [9, 7]]

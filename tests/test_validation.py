@@ -304,6 +304,18 @@ def test_output_expression_that_does_not_compile() -> None:
     assert_problem(data, "output.x", "does not compile")
 
 
+def test_unknown_function_does_not_compile() -> None:
+    data = definition(a=step(with_={"value": "${{ input.name.lowerAsci() }}"}))
+    assert_problem(data, "steps.a.with.value", "does not compile", "unknown function lowerAsci()")
+    data = definition(a=step(**{"if": "${{ today() > 1 }}"}))
+    assert_problem(data, "steps.a.if", "unknown function today()")
+
+
+def test_extension_and_namespaced_functions_are_known() -> None:
+    value = "${{ math.greatest([1, input.n]) + size(input.s.lowerAscii().split(',')) }}"
+    assert validate_definition(definition(a=step(with_={"value": value}))).ok
+
+
 def test_unknown_top_level_name() -> None:
     data = definition(a=step(with_={"value": "${{ inptu.x }}"}))
     assert problems(data) == [

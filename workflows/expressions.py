@@ -15,8 +15,33 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import cel
+from cel.stdlib import EXTENSIONS
 
 SCOPE_NAMES = frozenset({"input", "steps", "item", "index", "run", "params"})
+
+NATIVE_FUNCTIONS = frozenset(
+    {
+        "size", "contains", "startsWith", "endsWith", "matches",
+        "string", "int", "uint", "double", "bytes", "timestamp", "duration", "type", "dyn",
+        "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear",
+        "getHours", "getMinutes", "getSeconds", "getMilliseconds",
+        "of", "ofNonZeroValue", "none", "orValue", "hasValue", "value", "or",
+    }
+)  # fmt: skip
+"""Functions CEL's core (the Rust runtime) has, by the name a call uses; ``has`` and the list
+macros are syntax, not functions."""
+EXTENSION_FUNCTIONS: dict[str, Any] = {
+    name: function for library in EXTENSIONS.values() for name, function in library.items()
+}
+"""cel-go's extension libraries as the ``cel`` package provides them (pure functions):
+``lowerAscii``, ``split``, ``join``, ``math.greatest``, ``base64.encode``, ``lists.range`` ...,
+by full name. An expression gets the ones it calls."""
+_EXTENSIONS_BY_CALL: dict[str, tuple[str, ...]] = {}
+for _name in EXTENSION_FUNCTIONS:
+    _call = _name.rsplit(".", 1)[-1]
+    _EXTENSIONS_BY_CALL[_call] = (*_EXTENSIONS_BY_CALL.get(_call, ()), _name)
+NAMESPACES = frozenset({"optional", *(n.split(".")[0] for n in EXTENSION_FUNCTIONS if "." in n)})
+"""Names before a dot in a function call (``math.greatest``), which CEL reports as variables."""
 
 _STEP_DOT = re.compile(r"\bsteps\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 _STEP_INDEX = re.compile(r"\bsteps\s*\[\s*(?:\"([^\"]*)\"|'([^']*)')\s*\]")
@@ -49,6 +74,8 @@ class Expression:
     """Step ids it reads through ``steps``; None when it indexes ``steps`` dynamically."""
     path: tuple[str, ...] | None = None
     """The keys it follows when it is only a path of names (``input.items``), else None."""
+    extensions: tuple[str, ...] = ()
+    """The extension functions it calls (full names), registered when it runs."""
 
     def evaluate(self, scope: dict[str, Any]) -> Any:
         """Evaluate in ``scope``; raise :class:`ExpressionError` with the reason on failure.
@@ -65,7 +92,13 @@ class Expression:
                 return found
         used = {name: scope[name] for name in self.names if name in scope}
         try:
-            return to_json(self.program.execute(used))
+            if not self.extensions:
+                return to_json(self.program.execute(used))
+            context = cel.Context()
+            for name in self.extensions:
+                context.add_function(name, EXTENSION_FUNCTIONS[name])
+            context.update(used)
+            return to_json(self.program.execute(context))
         except KeyError as e:
             raise ExpressionError(self.source, f"no such key: {e.args[0]!r}") from None
         except ZeroDivisionError:
@@ -108,8 +141,11 @@ def compile_expression(source: str) -> Expression:
         reason = reason.replace(f"Failed to parse expression '{text}': ", "")
         raise ExpressionError(text, f"does not compile: {reason}") from None
     names = set(program.variables())
+    extensions: tuple[str, ...] = ()
     if "(" in text:
         names -= {n for pair in _MACRO_VAR.findall(text) for n in pair if n}
+        extensions = _extensions(text, program.functions())
+        names -= NAMESPACES
     path = None
     if _PATH.match(text):
         keys = tuple(k.strip() for k in text.split("."))
@@ -120,7 +156,19 @@ def compile_expression(source: str) -> Expression:
         frozenset(names),
         _step_refs(text) if "steps" in names else frozenset(),
         path,
+        extensions,
     )
+
+
+def _extensions(text: str, called: list[str]) -> tuple[str, ...]:
+    """The extension functions an expression calls; an unknown function does not compile."""
+    found: list[str] = []
+    for name in called:
+        if name in _EXTENSIONS_BY_CALL:  # also ``contains``: the core's is for strings only
+            found += _EXTENSIONS_BY_CALL[name]
+        elif name[:1] not in ("_", "@", "!") and name not in NATIVE_FUNCTIONS:
+            raise ExpressionError(text, f"does not compile: unknown function {name}()")
+    return tuple(found)
 
 
 def _step_refs(text: str) -> frozenset[str] | None:

@@ -13,7 +13,9 @@ from aiohttp import web
 from starter import keys
 from starter.alerts import Notifier
 from starter.auth import hash_key
+from starter.cache import KeyCache, VersionCache
 from starter.db.engine import create_engine, session_factory
+from starter.db.runner import DbRunner
 from starter.files import known_kinds
 from starter.metrics import METRICS, StarterMetrics, measure
 from starter.middleware import MIDDLEWARES
@@ -43,6 +45,9 @@ def create_app(
     app[keys.SETTINGS] = settings
     app[keys.LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
     app[keys.KINDS] = frozenset(known_kinds())
+    app[keys.VERSIONS] = VersionCache()
+    app[keys.KEY_CACHE] = KeyCache(settings.key_cache_seconds)
+    app[keys.KEY_LOOKUPS] = {}
     bootstrap = settings.instance_key.get_secret_value() if settings.instance_key else ""
     app[keys.BOOTSTRAP_KEY_HASH] = hash_key(bootstrap) if bootstrap else None
     app.cleanup_ctx.append(_database)
@@ -57,7 +62,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[keys.SETTINGS].database_url)
     app[keys.ENGINE] = engine
     app[keys.SESSIONS] = session_factory(engine)
+    runner = app[keys.DB_RUNNER] = DbRunner(engine)
     yield
+    await asyncio.get_running_loop().run_in_executor(None, runner.close)
     await engine.dispose()
 
 

@@ -15,7 +15,7 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
 
 from starter.errors import Unauthorized
 from starter.repos import keys as key_repo
@@ -85,11 +85,11 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-async def authenticate(session: AsyncSession, token: str, bootstrap_hash: str | None) -> Principal:
+def authenticate(connection: Connection, token: str, bootstrap_hash: str | None) -> Principal:
     """The principal a key stands for.
 
     Args:
-        session: The request's session.
+        connection: A connection to the service's database (:mod:`starter.db.runner`).
         token: The key as sent.
         bootstrap_hash: The hash of the instance key from the settings, if one is set.
 
@@ -100,7 +100,7 @@ async def authenticate(session: AsyncSession, token: str, bootstrap_hash: str | 
     if bootstrap_hash is not None and hmac.compare_digest(digest, bootstrap_hash):
         return Principal(None, BOOTSTRAP_KEY_ID, "instance (bootstrap)", BOOTSTRAP_KEY_ID)
     match = KEY_PATTERN.match(token)
-    row = await key_repo.by_prefix(session, match.group(1)) if match else None
+    row = key_repo.by_prefix(connection, match.group(1)) if match else None
     if row is None or not hmac.compare_digest(digest, row.hash):
         raise Unauthorized("unknown API key")
     if row.revoked_at is not None:
@@ -134,10 +134,11 @@ def codec_session(secret: bytes, principal: Principal, key_hash: str, expires: i
     return f"{prefix}.{expires}.{_session_mac(secret, prefix, expires, key_hash)}"
 
 
-async def authenticate_codec_session(
-    session: AsyncSession, cookie: str, bootstrap_hash: str | None, secret: bytes, now: float
+def authenticate_codec_session(
+    connection: Connection, cookie: str, bootstrap_hash: str | None, secret: bytes, now: float
 ) -> Principal:
-    """The principal of a codec session cookie.
+    """The principal of a codec session cookie (its key read on ``connection``,
+    :mod:`starter.db.runner`).
 
     Raises:
         Unauthorized: If the cookie is malformed, forged or expired, or its key was revoked.
@@ -151,7 +152,7 @@ async def authenticate_codec_session(
         principal = Principal(None, BOOTSTRAP_KEY_ID, "instance (bootstrap)", BOOTSTRAP_KEY_ID)
         key_hash = bootstrap_hash
     else:
-        row = await key_repo.by_prefix(session, prefix)
+        row = key_repo.by_prefix(connection, prefix)
         if row is None or row.revoked_at is not None:
             raise Unauthorized("the codec session's API key is unknown or revoked")
         principal = Principal(row.tenant_id, row.id, row.name, row.prefix)

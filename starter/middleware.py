@@ -4,6 +4,7 @@ limits. Reading and checking input, and the transaction, are the route adapter's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -12,7 +13,6 @@ import yarl
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter import keys
@@ -23,6 +23,7 @@ from starter.auth import (
     authenticate_codec_session,
     bearer_token,
     codec_session_secret,
+    hash_key,
 )
 from starter.errors import (
     PROBLEM_JSON,
@@ -37,6 +38,7 @@ from starter.errors import (
     Unavailable,
     error_for_status,
 )
+from starter.metrics import phase
 from starter.routes.table import route_of
 from worker.payloads import TOO_LARGE, too_large
 
@@ -129,12 +131,12 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     if route is None or route.access == "public":
         return await handler(request)
     cookie = request.cookies.get(CODEC_SESSION_COOKIE)
-    async with request.app[keys.SESSIONS]() as session:
+    with phase(request, "authenticate"):
         if route.session_cookie and cookie and "Authorization" not in request.headers:
-            principal = await _codec_session(request, session, cookie)
+            principal = await _codec_session(request, cookie)
         else:
             token = bearer_token(request.headers.get("Authorization"))
-            principal = await authenticate(session, token, request.app[keys.BOOTSTRAP_KEY_HASH])
+            principal = await _principal(request.app, token)
     if route.access == "instance" and not principal.is_instance:
         raise Forbidden("instance administration needs an instance key")
     if route.access == "tenant" and principal.is_instance:
@@ -146,13 +148,43 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
-async def _codec_session(request: web.Request, session: AsyncSession, cookie: str) -> Principal:
+async def _codec_session(request: web.Request, cookie: str) -> Principal:
     keyring = request.app[keys.SETTINGS].keyring()
     if keyring is None:
         raise Unauthorized("payload encryption is off, so there are no codec sessions")
     secret = codec_session_secret(keyring.keys[keyring.current])
     bootstrap = request.app[keys.BOOTSTRAP_KEY_HASH]
-    return await authenticate_codec_session(session, cookie, bootstrap, secret, time.time())
+    now = time.time()
+    return await request.app[keys.DB_RUNNER].read(
+        lambda c: authenticate_codec_session(c, cookie, bootstrap, secret, now)
+    )
+
+
+async def _principal(app: web.Application, token: str) -> Principal:
+    """Who the key stands for: from the key cache, else from the database (then kept).
+
+    Requests with the same key that miss the cache at once share one lookup.
+    """
+    cache = app[keys.KEY_CACHE]
+    digest = hash_key(token)
+    principal = cache.get(digest)
+    if principal is not None:
+        return principal
+    pending = app[keys.KEY_LOOKUPS]
+    lookup = pending.get(digest)
+    if lookup is None:
+        lookup = pending[digest] = asyncio.ensure_future(_look_up(app, token, digest))
+        lookup.add_done_callback(lambda _: pending.pop(digest, None))
+    return await asyncio.shield(lookup)
+
+
+async def _look_up(app: web.Application, token: str, digest: str) -> Principal:
+    cache = app[keys.KEY_CACHE]
+    generation = cache.generation
+    bootstrap = app[keys.BOOTSTRAP_KEY_HASH]
+    principal = await app[keys.DB_RUNNER].read(lambda c: authenticate(c, token, bootstrap))
+    cache.put(digest, principal, generation)
+    return principal
 
 
 @web.middleware

@@ -16,11 +16,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.api.runs import RUN_KEY_PATTERN, RunRef
+from starter.cache import VersionCache
 from starter.db.models import StoredDefinition
 from starter.errors import Conflict, FieldError, Invalid, NotFound
 from starter.inputs import input_violations
@@ -54,8 +57,12 @@ async def start_stored_run(
     request: str | None = None,
     reuse: dict[str, StepRecord] | None = None,
     instance: bool = False,
+    versions: VersionCache | None = None,
 ) -> tuple[RunRef, bool]:
     """Start a run of the tenant's definition ``name``, or find the run under the same key.
+
+    A key in use answers its run as it is, without checking the definition or the input again
+    (a repeat of a request answers what the first one started).
 
     Args:
         session: The request's session.
@@ -72,6 +79,7 @@ async def start_stored_run(
         reuse: A rerun's step records from an earlier run.
         instance: Run the instance's definition ``name`` even if the tenant has one of that
             name (instance bindings of commands); see :func:`check_stored_run`.
+        versions: Parsed versions already read (the service's cache), if any.
 
     Returns:
         The run and whether this call started it (False: the key was in use).
@@ -90,8 +98,45 @@ async def start_stored_run(
         if existing is not None:
             return existing, False
     checked = await check_stored_run(
-        session, owner, name, version=version, input=input, instance=instance
+        session, owner, name, version=version, input=input, instance=instance, versions=versions
     )
+    return await start_checked_run(
+        temporal_client,
+        checked,
+        owner,
+        input=input,
+        key=key,
+        command=command,
+        task_queue=task_queue,
+        request=request,
+        reuse=reuse,
+    )
+
+
+async def start_checked_run(
+    temporal_client: Client,
+    checked: CheckedRun,
+    owner: str,
+    *,
+    input: Any,
+    key: str | None,
+    command: str | None,
+    task_queue: str,
+    request: str | None = None,
+    reuse: dict[str, StepRecord] | None = None,
+) -> tuple[RunRef, bool]:
+    """Start a run that :func:`check_stored_run` checked, or find the run under its key.
+
+    It needs no database: what was checked is what starts. Temporal refuses a second run under
+    a workflow id, so a key in use is found by trying: the run under it is described only then.
+
+    Returns:
+        The run and whether this call started it (False: the key was in use).
+
+    Raises:
+        Invalid: At ``idempotency_key``, if the key's run was started by a request with another
+            hash than ``request``.
+    """
     handle, started = await start_run(
         temporal_client,
         checked.definition,
@@ -143,11 +188,42 @@ async def check_stored_run(
     version: int | None,
     input: Any,
     instance: bool = False,
+    versions: VersionCache | None = None,
 ) -> CheckedRun:
     """Everything :func:`start_stored_run` checks before it starts a run; starts nothing.
 
+    :func:`check_run` on the session's connection.
+    """
+
+    def check(sync: Session) -> CheckedRun:
+        return check_run(
+            sync.connection(),
+            owner,
+            name,
+            version=version,
+            input=input,
+            instance=instance,
+            versions=versions,
+        )
+
+    return await session.run_sync(check)
+
+
+def check_run(
+    connection: Connection,
+    owner: str,
+    name: str,
+    *,
+    version: int | None,
+    input: Any,
+    instance: bool = False,
+    versions: VersionCache | None = None,
+) -> CheckedRun:
+    """Everything :func:`start_stored_run` checks before it starts a run, on a synchronous
+    connection (the hot path runs it in one unit, :mod:`starter.db.runner`).
+
     Args:
-        session: The request's session.
+        connection: A connection to the service's database.
         owner: The tenant the run would belong to.
         name: The definition's name (the tenant's own, else the instance's).
         version: The version to pin; None for the current one.
@@ -155,14 +231,16 @@ async def check_stored_run(
         instance: Resolve ``name``, and the definitions its ``workflow`` steps run, among
             the instance's definitions only, so that a tenant's definition of the same
             name cannot stand in for an instance one.
+        versions: Parsed versions already read (the service's cache), if any; the
+            definitions themselves (current version, active) are read every time.
 
     Raises:
         NotFound, Conflict, Invalid: As :func:`start_stored_run`.
     """
     scope = None if instance else owner
-    row = await repo.readable(session, scope, name)
+    row = repo.readable_row(connection, scope, name)
     pinned = version if version is not None else row.current_version
-    definition = await _runnable(session, row, pinned)
+    definition = _runnable(connection, row, pinned, versions)
     problems = input_violations(definition, input)
     if problems:
         count = len(problems)
@@ -171,12 +249,15 @@ async def check_stored_run(
             f"({count} problem{'s' if count != 1 else ''})",
             errors=problems,
         )
-    library = await resolve_library(session, scope, definition)
+    library = resolve_library(connection, scope, definition, versions)
     return CheckedRun(definition, pinned, library)
 
 
-async def resolve_library(
-    session: AsyncSession, owner: str | None, definition: Definition
+def resolve_library(
+    connection: Connection,
+    owner: str | None,
+    definition: Definition,
+    versions: VersionCache | None = None,
 ) -> dict[str, Definition]:
     """The definitions ``workflow`` steps run, transitively, by the reference as written.
 
@@ -198,9 +279,9 @@ async def resolve_library(
         path = f"steps.{sid}.with.definition"
         where = f"step {sid!r} of {parent!r}"
         try:
-            row = await repo.readable(session, owner, name)
+            row = repo.readable_row(connection, owner, name)
             pinned = int(number) if number else row.current_version
-            child = await _runnable(session, row, pinned)
+            child = _runnable(connection, row, pinned, versions)
         except ValueError:
             message = f"{where} names {ref!r}: the version is not a number"
             raise Invalid(message, errors=[FieldError(path=path, message=message)]) from None
@@ -214,7 +295,9 @@ async def resolve_library(
     return library
 
 
-async def _runnable(session: AsyncSession, row: StoredDefinition, number: int) -> Definition:
+def _runnable(
+    connection: Connection, row: StoredDefinition, number: int, versions: VersionCache | None
+) -> Definition:
     """The pinned version of a definition that may run."""
     if not row.active:
         raise Conflict(f"definition {row.name!r} is deactivated; activate it to run it")
@@ -223,8 +306,11 @@ async def _runnable(session: AsyncSession, row: StoredDefinition, number: int) -
             f"{row.name!r} is a template; instantiate it (POST /v1/templates/{row.name}/"
             "instantiate) and run the definition it makes"
         )
-    stored = await repo.get_version(session, row, number)
-    definition = Definition.model_validate(stored.content)
+    definition = versions.get(row.id, number) if versions is not None else None
+    if definition is None:
+        definition = Definition.model_validate(repo.version_content(connection, row, number))
+        if versions is not None:
+            versions.put(row.id, number, definition)
     if definition.params:
         raise Invalid(f"version {number} of {row.name!r} is a template; it cannot run")
     return definition

@@ -24,6 +24,12 @@ class ServiceSettings(Settings):
     )
     rate_limit: float = Field(50.0, gt=0, description="Requests per second per tenant.")
     rate_burst: int = Field(100, ge=1, description="Requests a tenant may make at once.")
+    key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds a looked-up API key is trusted without reading the database again "
+        "(a revocation through another service process takes up to this long); 0: off.",
+    )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
     temporal_timeout: float = Field(
         2.0, gt=0, description="Seconds to wait for Temporal before answering 503."

@@ -39,11 +39,12 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() != "sqlite":
         return _create_async_engine(parsed, pool_pre_ping=True)
     engine = _create_async_engine(parsed)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """Foreign keys, a busy timeout and WAL on every new SQLite connection (an event hook)."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

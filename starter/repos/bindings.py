@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import ColumnElement, case, func, select, tuple_
+from sqlalchemy import ColumnElement, Connection, bindparam, case, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starter.db.models import Binding
@@ -146,15 +146,27 @@ async def list_bindings(
     return list(await session.scalars(query.order_by(*order).limit(limit)))
 
 
-async def for_command(session: AsyncSession, tenant: str, command_type: str) -> list[Binding]:
-    """The bindings a tenant's command of ``command_type`` starts, in the order it starts
-    them: the instance's first, then the tenant's, each by position and then id."""
-    query = (
-        select(Binding)
-        .where(_in_scope(tenant, "all"), Binding.command_type == command_type)
-        .order_by(INSTANCE_FIRST, Binding.position, Binding.id)
+_BINDINGS = Binding.__table__
+_FOR_COMMAND = (
+    select(_BINDINGS)
+    .where(
+        or_(_BINDINGS.c.tenant_id.is_(None), _BINDINGS.c.tenant_id == bindparam("tenant")),
+        _BINDINGS.c.command_type == bindparam("command_type"),
     )
-    return list(await session.scalars(query))
+    .order_by(
+        case((_BINDINGS.c.tenant_id.is_(None), 0), else_=1),
+        _BINDINGS.c.position,
+        _BINDINGS.c.id,
+    )
+)
+
+
+def for_command(connection: Connection, tenant: str, command_type: str) -> list[Binding]:
+    """The bindings a tenant's command of ``command_type`` starts, in the order it starts
+    them: the instance's first, then the tenant's, each by position and then id (detached;
+    a prebuilt statement on a synchronous connection, :mod:`starter.db.runner`)."""
+    params = {"tenant": tenant, "command_type": command_type}
+    return [Binding(**row._mapping) for row in connection.execute(_FOR_COMMAND, params)]
 
 
 def sort_key(row: Binding) -> tuple[str, int, int, int]:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Connection, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starter.db.models import DefinitionVersion, StoredDefinition
@@ -115,6 +115,51 @@ async def readable(session: AsyncSession, owner: Owner, name: str) -> StoredDefi
     if row is None:
         raise NotFound(f"no definition {name!r}")
     return row
+
+
+_DEFINITIONS = StoredDefinition.__table__
+_VERSIONS = DefinitionVersion.__table__
+_READABLE = select(_DEFINITIONS).where(
+    or_(_DEFINITIONS.c.tenant_id == bindparam("owner"), _DEFINITIONS.c.tenant_id.is_(None)),
+    _DEFINITIONS.c.name == bindparam("name"),
+)
+_INSTANCE = select(_DEFINITIONS).where(
+    _DEFINITIONS.c.tenant_id.is_(None), _DEFINITIONS.c.name == bindparam("name")
+)
+_CONTENT = select(_VERSIONS.c.content).where(
+    _VERSIONS.c.definition_id == bindparam("definition_id"),
+    _VERSIONS.c.version == bindparam("version"),
+)
+
+
+def readable_row(connection: Connection, owner: Owner, name: str) -> StoredDefinition:
+    """:func:`readable` in one prebuilt statement on a synchronous connection (the hot path,
+    :mod:`starter.db.runner`); the definition is detached.
+
+    Raises:
+        NotFound: If there is none.
+    """
+    if owner is None:
+        rows = list(connection.execute(_INSTANCE, {"name": name}))
+    else:
+        rows = list(connection.execute(_READABLE, {"owner": owner, "name": name}))
+    if not rows:
+        raise NotFound(f"no definition {name!r}")
+    own = [row for row in rows if row.tenant_id is not None]
+    return StoredDefinition(**(own or rows)[0]._mapping)
+
+
+def version_content(connection: Connection, row: StoredDefinition, number: int) -> dict[str, Any]:
+    """The content of one version of a definition, read as :func:`get_version` reads it.
+
+    Raises:
+        NotFound: If it has no such version.
+    """
+    params = {"definition_id": row.id, "version": number}
+    content = connection.execute(_CONTENT, params).scalar()
+    if content is None:
+        raise NotFound(f"definition {row.name!r} has no version {number}")
+    return dict(content)
 
 
 async def writable(session: AsyncSession, owner: Owner, name: str) -> StoredDefinition:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starter.db.models import ApiKey
@@ -23,9 +23,15 @@ async def create_key(
     return key
 
 
-async def by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:
-    """The key with this prefix, revoked or not."""
-    return await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+_KEYS = ApiKey.__table__
+_BY_PREFIX = select(_KEYS).where(_KEYS.c.prefix == bindparam("prefix"))
+
+
+def by_prefix(connection: Connection, prefix: str) -> ApiKey | None:
+    """The key with this prefix, revoked or not (detached; a prebuilt statement on a
+    synchronous connection, :mod:`starter.db.runner`)."""
+    row = connection.execute(_BY_PREFIX, {"prefix": prefix}).first()
+    return None if row is None else ApiKey(**row._mapping)
 
 
 async def list_keys(

@@ -117,8 +117,10 @@ async def sign_in(call: Call[SignIn]) -> web.Response:
         return _refuse(request, form, 404, "payload encryption is off, so there is nothing "
                        "to decode and no codec session")  # fmt: skip
     try:
-        async with request.app[keys.SESSIONS]() as session:
-            principal = await authenticate(session, form.key, request.app[keys.BOOTSTRAP_KEY_HASH])
+        bootstrap = request.app[keys.BOOTSTRAP_KEY_HASH]
+        principal = await request.app[keys.DB_RUNNER].read(
+            lambda c: authenticate(c, form.key, bootstrap)
+        )
     except Unauthorized as error:
         return _refuse(request, form, 401, error.problem.detail or "unknown API key")
     hours = request.app[keys.SETTINGS].codec_session_hours
@@ -154,9 +156,11 @@ def _secret(request: web.Request) -> bytes | None:
 async def _session_of(request: web.Request, cookie: str) -> Principal:
     secret = _secret(request)
     assert secret is not None
-    async with request.app[keys.SESSIONS]() as session:
-        bootstrap = request.app[keys.BOOTSTRAP_KEY_HASH]
-        return await authenticate_codec_session(session, cookie, bootstrap, secret, time.time())
+    bootstrap = request.app[keys.BOOTSTRAP_KEY_HASH]
+    now = time.time()
+    return await request.app[keys.DB_RUNNER].read(
+        lambda c: authenticate_codec_session(c, cookie, bootstrap, secret, now)
+    )
 
 
 def _expiry(cookie: str) -> int:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from pydantic import Field
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -48,9 +48,11 @@ from starter import keys
 from starter.api.commands import Command, CommandRun, CommandSend, CommandType
 from starter.api.common import Page
 from starter.api.definitions import Scope
+from starter.cache import VersionCache
 from starter.db.models import Binding, CommandRecord
 from starter.errors import Conflict, FieldError, Invalid, NotFound
 from starter.launch import RUN_TIMEOUT_MARGIN, workflow_id
+from starter.metrics import phase, phases, timed
 from starter.repos import bindings as binding_repo
 from starter.repos import commands as ledger
 from starter.routes.pagination import PageQuery, decode_cursor, one_page
@@ -59,9 +61,9 @@ from starter.routes.table import Call, Route, json_response
 from starter.runs import (
     REQUEST_HASH,
     CheckedRun,
-    check_stored_run,
+    check_run,
     request_hash,
-    start_stored_run,
+    start_checked_run,
 )
 from workflows.command import command_summary, command_workflow_id
 from workflows.scheduling import tenant_priority
@@ -84,6 +86,13 @@ RPC_TIMEOUT = timedelta(seconds=5)
 """How long the ``runs`` query of a command run may take before the runs are described."""
 
 
+class BoundRun(NamedTuple):
+    """A binding of the command's type and its checked run."""
+
+    binding: Binding
+    run: CheckedRun
+
+
 class CommandQuery(PageQuery):
     """Filters of the command list."""
 
@@ -96,67 +105,80 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
     Answers 201 with the runs, or 200 with the first answer when the id was sent before.
     """
     body = call.input
+    request = call.request
     tenant = call.principal.tenant
     payload_hash = request_hash(body.payload)
-    # Each database step below uses a short session of its own and the request's session is
-    # never touched, so a command holds at most one connection at a time: holding the
-    # request's connection while waiting for another exhausts the pool under load.
-    sessions = call.request.app[keys.SESSIONS]
-    async with sessions() as session:
-        known = await ledger.find(session, tenant, body.id)
+    versions = request.app[keys.VERSIONS]
+    spent: dict[str, float] = {}
+
+    def look_up(connection: Connection) -> tuple[CommandRecord | None, list[BoundRun]]:
+        """The ledger entry of the id, else the checked runs of the type's bindings."""
+        with timed(spent, "ledger_lookup"):
+            known = ledger.lookup(connection, tenant, body.id)
         if known is not None:
-            return json_response(_repeat(known, body, payload_hash))
-        bindings = await binding_repo.for_command(session, tenant, body.type)
-        if not bindings:
-            message = f"no binding for command type {body.type!r}"
-            raise NotFound(message, errors=[FieldError(path="type", message=message)])
-        checked = await _check(session, call, bindings)
-    client = await call.request.app[keys.TEMPORAL].client()
+            return known, []
+        with timed(spent, "bindings"):
+            bindings = binding_repo.for_command(connection, tenant, body.type)
+        with timed(spent, "definitions"):
+            return None, _check(connection, tenant, body, bindings, versions)
+
+    # The database work runs in two short units (:mod:`starter.db.runner`), before and after
+    # the start; the request's session is never used, so a command holds no connection while
+    # Temporal starts its run, and at most one at any time.
+    runner = request.app[keys.DB_RUNNER]
+    with phase(request, "db_queue"):
+        known, bound = await runner.read(look_up)
+    request_phases = phases(request)
+    for name, seconds in spent.items():
+        request_phases[name] = seconds
+    request_phases["db_queue"] -= sum(spent.values())
+    if known is not None:
+        return json_response(_repeat(known, body, payload_hash))
+    if not bound:
+        message = f"no binding for command type {body.type!r}"
+        raise NotFound(message, errors=[FieldError(path="type", message=message)])
+    client = await request.app[keys.TEMPORAL].client()
     memo = request_hash({"type": body.type, "id": body.id, "payload": body.payload})
-    if len(bindings) == 1:
-        runs = [await _start_one(call, client, bindings[0], checked[0], memo)]
-    else:
-        runs = await _start_in_order(call, client, bindings, checked, memo)
+    with phase(request, "temporal_start"):
+        if len(bound) == 1:
+            runs = [await _start_one(call, client, bound[0], memo)]
+        else:
+            runs = await _start_in_order(call, client, bound, memo)
     stored = [run.model_dump(mode="json") for run in runs]
     try:
-        async with sessions.begin() as session:
-            row = await ledger.record(session, tenant, body.id, body.type, payload_hash, stored)
+        with phase(request, "ledger_write"):
+            row = await runner.write(
+                lambda c: ledger.add(c, tenant, body.id, body.type, payload_hash, stored)
+            )
     except IntegrityError:  # a concurrent request with the same id recorded it first
-        async with sessions() as session:
-            known = await ledger.get(session, tenant, body.id)
+        known = await runner.read(lambda c: ledger.lookup(c, tenant, body.id))
+        if known is None:
+            raise
         return json_response(_repeat(known, body, payload_hash))
     answer = command_model(row, created=True)
     return json_response(answer, 201, Location=f"/v1/commands/{body.id}")
 
 
 async def _start_one(
-    call: Call[CommandSend], client: Client, binding: Binding, checked: CheckedRun, memo: str
+    call: Call[CommandSend], client: Client, bound: BoundRun, memo: str
 ) -> CommandRun:
-    """Start the run of a command type's one binding, under the command id (or find it)."""
+    """Start the checked run of a command type's one binding, under the command id (or find
+    the run a retry of the command started before)."""
     body = call.input
-    sessions = call.request.app[keys.SESSIONS]
-    key = body.id
+    binding = bound.binding
     try:
-        async with sessions() as session:
-            ref, started = await start_stored_run(
-                session,
-                client,
-                call.principal.tenant,
-                binding.definition_name,
-                version=checked.version,
-                input=body.payload,
-                key=key,
-                command=body.type,
-                task_queue=call.request.app[keys.SETTINGS].task_queue,
-                request=memo,
-                instance=binding.tenant_id is None,
-            )
-    except Invalid as error:
-        if any(e.path == "idempotency_key" for e in error.errors):
-            raise _key_in_use(str(error), body.id, key) from None
-        raise _cannot_run(binding, error) from None
-    except (NotFound, Conflict) as error:  # changed since the check
-        raise _cannot_run(binding, error) from None
+        ref, started = await start_checked_run(
+            client,
+            bound.run,
+            call.principal.tenant,
+            input=body.payload,
+            key=body.id,
+            command=body.type,
+            task_queue=call.request.app[keys.SETTINGS].task_queue,
+            request=memo,
+        )
+    except Invalid as error:  # the key's run holds another request
+        raise _key_in_use(str(error), body.id, body.id) from None
     run = {**ref.model_dump(), "created": started}
     answer = CommandRun(**run, scope=_scope(binding), binding=binding.id, status="running")
     if not started:  # a retry after a lost ledger write: the run may have closed since
@@ -167,8 +189,7 @@ async def _start_one(
 async def _start_in_order(
     call: Call[CommandSend],
     client: Client,
-    bindings: list[Binding],
-    checked: list[CheckedRun],
+    bound: list[BoundRun],
     memo: str,
 ) -> list[CommandRun]:
     """Start the ``DagCommand`` run that runs the bound runs in order (or find it).
@@ -197,9 +218,7 @@ async def _start_in_order(
             else None,
             memo={REQUEST_HASH: memo},
         )
-        for binding, run, key in zip(
-            bindings, checked, run_keys(body.id, len(bindings)), strict=True
-        )
+        for (binding, run), key in zip(bound, run_keys(body.id, len(bound)), strict=True)
     ]
     found = await _started_command(client, wid, memo, body.id)
     if found is not None:
@@ -457,28 +476,32 @@ def _repeat(row: CommandRecord, body: CommandSend, payload_hash: str) -> Command
     return command_model(row)
 
 
-async def _check(
-    session: AsyncSession, call: Call[CommandSend], bindings: list[Binding]
-) -> list[CheckedRun]:
+def _check(
+    connection: Connection,
+    tenant: str,
+    body: CommandSend,
+    bindings: list[Binding],
+    versions: VersionCache,
+) -> list[BoundRun]:
     """Check every bound run before any starts; the pinned definition and library of each.
 
     Raises:
         Invalid: Every way the payload breaks a bound definition's input schema.
         Conflict: A binding that cannot run (its definition is gone, deactivated, a template).
     """
-    body = call.input
-    runs: list[CheckedRun] = []
+    runs: list[BoundRun] = []
     problems: list[FieldError] = []
     for binding in bindings:
         name = binding.definition_name
         try:
-            checked = await check_stored_run(
-                session,
-                call.principal.tenant,
+            checked = check_run(
+                connection,
+                tenant,
                 name,
                 version=binding.version,
                 input=body.payload,
                 instance=binding.tenant_id is None,
+                versions=versions,
             )
         except Invalid as error:
             payload = [e for e in error.errors if e.path.startswith("input")]
@@ -491,7 +514,7 @@ async def _check(
             continue
         except (NotFound, Conflict) as error:
             raise _cannot_run(binding, error) from None
-        runs.append(checked)
+        runs.append(BoundRun(binding, checked))
     if problems:
         raise Invalid(
             f"the payload breaks the input schema of a definition bound to {body.type!r}",

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from starter import keys
 from starter.api.common import Page
 from starter.api.tenants import Key, KeyCreate, NewKey, Tenant, TenantCreate
 from starter.auth import generate_key
@@ -55,7 +56,9 @@ async def list_tenant_keys(call: Call[PageQuery]) -> Page[Key]:
 async def revoke_tenant_key(call: Call[None]) -> Key:
     """Revoke a tenant's key; requests with it answer 401 from now on."""
     tenant = await tenant_repo.get_tenant(call.session, call.path("tenant"))
-    return _key(await key_repo.revoke_key(call.session, tenant.id, call.path("key_id")))
+    row = await key_repo.revoke_key(call.session, tenant.id, call.path("key_id"))
+    call.request.app[keys.KEY_CACHE].invalidate_after_commit(call.session)
+    return _key(row)
 
 
 async def create_instance_key(call: Call[KeyCreate]) -> NewKey:
@@ -70,7 +73,9 @@ async def list_instance_keys(call: Call[PageQuery]) -> Page[Key]:
 
 async def revoke_instance_key(call: Call[None]) -> Key:
     """Revoke an instance key."""
-    return _key(await key_repo.revoke_key(call.session, None, call.path("key_id")))
+    row = await key_repo.revoke_key(call.session, None, call.path("key_id"))
+    call.request.app[keys.KEY_CACHE].invalidate_after_commit(call.session)
+    return _key(row)
 
 
 async def _new_key(call: Call[KeyCreate], tenant: str | None) -> NewKey:

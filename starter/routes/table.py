@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, Self, TypeVar, run
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from starter import keys
 from starter.api.commands import COMMAND_ID_PATTERN
@@ -87,18 +87,26 @@ PATH_PARAMS: dict[str, PathParam] = {
 """Every path parameter of every route, by name (a test checks that none is missing)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call(Generic[In]):
-    """One call of a handler: the request, its checked input, and its transaction."""
+    """One call of a handler: the request, its checked input, and its transaction.
+
+    The transaction begins when a handler first uses :attr:`session` (a handler that needs no
+    database, or manages its own units of work, costs none), and the adapter commits it after
+    the handler returns, or rolls it back if the handler raises.
+    """
 
     request: web.Request
     input: In
+    sessions: async_sessionmaker[AsyncSession] | None = None
     _session: AsyncSession | None = None
 
     @property
     def session(self) -> AsyncSession:
         """The request's session, inside its one transaction."""
-        assert self._session is not None, "public routes have no transaction"
+        if self._session is None:
+            assert self.sessions is not None, "public routes have no transaction"
+            self._session = self.sessions()
         return self._session
 
     @property
@@ -220,8 +228,14 @@ def _adapt(route: Route[Any, Any]) -> Callable[[web.Request], Awaitable[web.Stre
     async def handle(request: web.Request) -> web.StreamResponse:
         value = await _read_input(route, request)
         if route.access in Route.TRANSACTIONAL:
-            async with request.app[keys.SESSIONS].begin() as session:
-                output = await route.handler(Call(request, value, session))
+            call = Call(request, value, request.app[keys.SESSIONS])
+            try:
+                output = await route.handler(call)
+                if call._session is not None:
+                    await call._session.commit()
+            finally:
+                if call._session is not None:
+                    await call._session.close()  # rolls back what was not committed
         else:
             output = await route.handler(Call(request, value))
         if isinstance(output, web.StreamResponse):

@@ -18,6 +18,11 @@ binding ``bench.cmd`` to it, sends ``--warm-up`` commands of another bound type
   however many are in flight; its latency runs from the time it was due, so time spent
   queueing (in this process, the network or the service) counts.
 
+The baseline ("Temporal alone", skipped with ``--no-baseline``) runs first: the same schedule
+of starts, straight from a Temporal client in this process, as the service makes them
+(``starter.launch.start_run``: the workflow id, search attributes and memo), on the same task
+queue. It is what the service cannot do better than on this machine.
+
 A 201 answer means Temporal accepted the run's start (the service records the command only
 after the start). Commands per second is the number of commands over the wall time from the
 first send to the last answer.
@@ -30,6 +35,9 @@ service). The mean of each is shown; "rest in the service" is the request minus 
 (HTTP parsing, middleware, reading the body, the answer's JSON). The CPU seconds each process
 used during the measured commands are shown per command (from /proc), and the load of the
 whole machine, which other work shares.
+
+With ``--no-worker`` no worker runs: the runs start (and count) but never run, which isolates
+the cost of accepting commands and starting runs from the cost of running them.
 
 ``--py-spy FILE`` records the service with py-spy (if installed) during the measured commands
 (an SVG flame graph; speedscope JSON for a ``.json`` FILE, collapsed stacks for ``.txt``).
@@ -53,7 +61,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +72,10 @@ from common import ROOT, dev_server, machine, run_script
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from starter.launch import start_run
+from starter.runs import REQUEST_HASH, request_hash
 from tests.starter import INSTANCE_KEY, Databases, start_embedded_postgres
+from workflows.definition import Definition
 
 COMMAND = "bench.cmd"
 WARM_UP = "bench.warmup"
@@ -238,6 +249,10 @@ async def call(http: aiohttp.ClientSession, method: str, url: str, key: str, bod
         return json.loads(text)
 
 
+Send = Callable[[str, str, float, "Result | None"], Awaitable[None]]
+"""Sends one command (kind, id) whose latency counts from a perf_counter time."""
+
+
 class Sender:
     """Sends commands with a bare aiohttp client and records the answers."""
 
@@ -266,30 +281,98 @@ class Sender:
         else:
             result.latencies.append(elapsed)
 
-    async def closed(
-        self, kind: str, ids: list[str], concurrency: int, result: Result | None
-    ) -> None:
-        """``concurrency`` senders, each sending its next command after its last answer."""
-        queue = iter(ids)
 
-        async def sender() -> None:
-            for command_id in queue:
-                await self.send(kind, command_id, time.perf_counter(), result)
+class Starts:
+    """The baseline: the same runs started straight from a Temporal client, as the service
+    starts them (``starter.launch.start_run``: workflow id, search attributes, memo)."""
 
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
+    def __init__(self, temporal: Client, task_queue: str, tenant: str) -> None:
+        self.temporal = temporal
+        self.task_queue = task_queue
+        self.tenant = tenant
+        self.definition = Definition.model_validate(DEFINITION)
 
-    async def open(self, ids: list[str], rate: float, result: Result) -> None:
-        """Command i sent at ``start + i / rate``; its latency counts from then."""
-        start = time.perf_counter() + 0.01
-        tasks = []
-        for n, command_id in enumerate(ids):
-            due = start + n / rate
-            wait = due - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            result.late = max(result.late, time.perf_counter() - due)
-            tasks.append(asyncio.create_task(self.send(COMMAND, command_id, due, result)))
-        await asyncio.gather(*tasks)
+    async def send(self, kind: str, command_id: str, since: float, result: Result | None) -> None:
+        """Start one run; its latency counts from ``since``."""
+        payload = {"id": command_id}
+        try:
+            _, started = await start_run(
+                self.temporal,
+                self.definition,
+                payload,
+                task_queue=self.task_queue,
+                tenant=self.tenant,
+                version=1,
+                key=command_id,
+                command=kind,
+                memo={REQUEST_HASH: request_hash(payload)},
+            )
+        except Exception as error:  # every failure is counted and shown
+            if result is not None:
+                result.errors.append(f"{command_id}: {type(error).__name__}: {error}")
+            return
+        if result is not None:
+            if started:
+                result.latencies.append(time.perf_counter() - since)
+            else:
+                result.errors.append(f"{command_id}: the workflow id was in use")
+
+
+async def closed(
+    send: Send, kind: str, ids: list[str], concurrency: int, result: Result | None
+) -> None:
+    """``concurrency`` senders, each sending its next command after its last answer."""
+    queue = iter(ids)
+
+    async def sender() -> None:
+        for command_id in queue:
+            await send(kind, command_id, time.perf_counter(), result)
+
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+
+
+async def open_loop(send: Send, ids: list[str], rate: float, result: Result) -> None:
+    """Command i sent at ``start + i / rate``; its latency counts from then."""
+    start = time.perf_counter() + 0.01
+    tasks = []
+    for n, command_id in enumerate(ids):
+        due = start + n / rate
+        wait = due - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        result.late = max(result.late, time.perf_counter() - due)
+        tasks.append(asyncio.create_task(send(COMMAND, command_id, due, result)))
+    await asyncio.gather(*tasks)
+
+
+async def load(send: Send, ids: list[str], args: argparse.Namespace, result: Result) -> None:
+    """The measured commands, in the chosen mode; sets the wall time."""
+    start = time.perf_counter()
+    if args.rate:
+        await open_loop(send, ids, args.rate, result)
+    else:
+        await closed(send, COMMAND, ids, args.concurrency, result)
+    result.wall = time.perf_counter() - start
+
+
+def mode(args: argparse.Namespace) -> str:
+    return f"rate {args.rate:g}/s" if args.rate else f"concurrency {args.concurrency}"
+
+
+async def baseline(temporal: Client, task_queue: str, args: argparse.Namespace) -> Result:
+    """The same schedule of starts straight from the Temporal client, no service."""
+    result = Result("Temporal alone", args.commands, mode(args))
+    tenant = f"bench-base-{uuid.uuid4().hex[:6]}"
+    starts = Starts(temporal, task_queue, tenant)
+    warm = [f"w-{i}-{uuid.uuid4().hex[:8]}" for i in range(args.warm_up)]
+    await closed(starts.send, WARM_UP, warm, min(args.concurrency, 10), None)
+    ids = [f"c-{i:05d}-{uuid.uuid4().hex[:8]}" for i in range(args.commands)]
+    ticks = machine_ticks()
+    await load(starts.send, ids, args, result)
+    busy, total = (a - b for a, b in zip(machine_ticks(), ticks, strict=True))
+    result.busy = busy / total if total else float("nan")
+    result.runs = await count_runs(temporal, tenant, args.commands)
+    return result
 
 
 def metric_sums(text: str) -> dict[str, tuple[float, float]]:
@@ -357,8 +440,7 @@ async def measure(
     kind: str, temporal: Client, task_queue: str, worker: int, args: argparse.Namespace
 ) -> Result:
     """Start the service on a fresh ``kind`` database and send the commands."""
-    mode = f"rate {args.rate:g}/s" if args.rate else f"concurrency {args.concurrency}"
-    result = Result(kind, args.commands, mode)
+    result = Result(kind, args.commands, mode(args))
     address = temporal.service_client.config.target_host
     tenant = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as folder:
@@ -380,7 +462,7 @@ async def measure(
                     await call(http, "POST", f"{base}/v1/bindings", key, binding)
                 sender = Sender(http, base, key)
                 warm = [f"w-{i}-{uuid.uuid4().hex[:8]}" for i in range(args.warm_up)]
-                await sender.closed(WARM_UP, warm, min(args.concurrency, 10), None)
+                await closed(sender.send, WARM_UP, warm, min(args.concurrency, 10), None)
                 ids = [f"c-{i:05d}-{uuid.uuid4().hex[:8]}" for i in range(args.commands)]
                 before = await scrape(http, base)
                 pids = {"service": pid, "worker": worker, "load generator": os.getpid()}
@@ -390,12 +472,7 @@ async def measure(
                 cpu = {name: cpu_seconds(p) for name, p in pids.items()}
                 ticks = machine_ticks()
                 async with py_spy(pid, args.py_spy):
-                    start = time.perf_counter()
-                    if args.rate:
-                        await sender.open(ids, args.rate, result)
-                    else:
-                        await sender.closed(COMMAND, ids, args.concurrency, result)
-                    result.wall = time.perf_counter() - start
+                    await load(sender.send, ids, args, result)
                 busy, total = (a - b for a, b in zip(machine_ticks(), ticks, strict=True))
                 result.busy = busy / total if total else float("nan")
                 result.cpu = {
@@ -421,19 +498,22 @@ def report(results: list[Result]) -> None:
         "(open loop: from the time it was due)\n"
     )
     head = (
-        f"{'database':<11} {'commands':>8} {'mode':>16} {'cmd/s':>7} {'p50 ms':>7} "
+        f"{'database':<14} {'commands':>8} {'mode':>16} {'cmd/s':>7} {'p50 ms':>7} "
         f"{'p99 ms':>7} {'max ms':>7} {'errors':>6} {'runs':>5}"
     )
     print(head)
     for r in results:
         top = max(r.latencies) * 1000 if r.latencies else float("nan")
         print(
-            f"{r.database:<11} {r.commands:>8} {r.mode:>16} {r.rate:>7.1f} "
+            f"{r.database:<14} {r.commands:>8} {r.mode:>16} {r.rate:>7.1f} "
             f"{percentile(r.latencies, 50):>7.1f} {percentile(r.latencies, 99):>7.1f} "
             f"{top:>7.1f} {len(r.errors):>6} {r.runs:>5}"
         )
     print("\nmean ms per command in the service (its metrics), and CPU ms per command")
     for r in results:
+        if not r.cpu:
+            print(f"{r.database}: machine busy {r.busy:.0%} of 2 cores")
+            continue
         parts = [f"{name} {seconds * 1000:.2f}" for name, seconds in r.phases.items()]
         rest = r.request - sum(r.phases.values())
         print(f"{r.database}: request {r.request * 1000:.2f} = " + " + ".join(parts), end="")
@@ -464,6 +544,18 @@ async def main() -> int:
         "--databases", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
     )
     parser.add_argument("--py-spy", metavar="FILE", help="record the service with py-spy")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="skip the same starts straight from a Temporal client",
+    )
+    parser.add_argument(
+        "--no-worker",
+        dest="worker",
+        action="store_false",
+        help="start no worker: the runs start but never run (the cost of starting alone)",
+    )
     args = parser.parse_args()
     print(machine())
     print(f"load average before: {load_average()}")
@@ -472,10 +564,13 @@ async def main() -> int:
         address = temporal.service_client.config.target_host
         task_queue = f"bench-{uuid.uuid4()}"
         worker_env = {"DAGFLOW_TEMPORAL_ADDRESS": address, "DAGFLOW_TASK_QUEUE": task_queue}
-        async with process("worker", dagflow("worker"), worker_env) as worker:
+        argv = dagflow("worker") if args.worker else [sys.executable, "-c", "input()"]
+        async with process("worker", argv, worker_env) as worker:
+            if args.baseline:
+                print(f"Temporal alone: {args.commands} starts, {mode(args)} ...", flush=True)
+                results.append(await baseline(temporal, task_queue, args))
             for kind in args.databases:
-                mode = f"{args.rate:g}/s" if args.rate else f"{args.concurrency} at a time"
-                print(f"{kind}: {args.commands} commands, {mode} ...", flush=True)
+                print(f"{kind}: {args.commands} commands, {mode(args)} ...", flush=True)
                 results.append(await measure(kind, temporal, task_queue, worker, args))
     print(f"load average after: {load_average()}")
     report(results)

@@ -1,5 +1,6 @@
-"""Commands per second and command -> run-started latency of the starter service, on SQLite and
-on PostgreSQL, with the service's own cost per request broken down by phase.
+"""Commands per second and command -> run-started latency of the starter service.
+
+On SQLite and on PostgreSQL, with the service's own cost per request broken down by phase.
 
 Run: ``python bench/bench_starter.py [--commands 1000] [--concurrency 50 | --rate 100]
 [--databases ...] [--py-spy FILE]``.

@@ -126,12 +126,13 @@ async def send_command(call: Call[CommandSend]) -> web.Response:
     # the start; the request's session is never used, so a command holds no connection while
     # Temporal starts its run, and at most one at any time.
     runner = request.app[keys.DB_RUNNER]
-    with phase(request, "db_queue"):
-        known, bound = await runner.read(look_up)
-    request_phases = phases(request)
-    for name, seconds in spent.items():
-        request_phases[name] = seconds
-    request_phases["db_queue"] -= sum(spent.values())
+    try:
+        with phase(request, "db_queue"):
+            known, bound = await runner.read(look_up)
+    finally:  # the unit's own steps, and the rest of its time as waiting for it to run
+        request_phases = phases(request)
+        request_phases.update(spent)
+        request_phases["db_queue"] -= sum(spent.values())
     if known is not None:
         return json_response(_repeat(known, body, payload_hash))
     if not bound:

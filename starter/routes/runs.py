@@ -343,6 +343,7 @@ async def start_run_route(call: Call[RunStart]) -> web.Response:
         command=None,
         task_queue=settings.task_queue,
         request=digest,
+        versions=call.request.app[keys.VERSIONS],
     )
     return json_response(ref, 201 if started else 200, Location=f"/v1/runs/{ref.id}")
 

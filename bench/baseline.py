@@ -103,3 +103,42 @@ class LayersWorkflow:
                 )
             )
         return values
+
+
+def dag_needs(depth: int, width: int) -> dict[str, list[str]]:
+    """The steps of the ``dag`` shape, in layer order, with their needs.
+
+    ``depth`` layers of ``width`` steps ``l{layer}_{j}``; a step of layer L > 0 needs three
+    steps of layer L - 1 (``j``, ``j + 1`` and ``j + 7`` modulo the width, without repeats).
+    The first need gives the value: ``l{L}_{j}`` outputs ``j + L``.
+    """
+    needs: dict[str, list[str]] = {}
+    for layer in range(depth):
+        for j in range(width):
+            before: list[str] = []
+            if layer:
+                for k in (j, (j + 1) % width, (j + 7) % width):
+                    if f"l{layer - 1}_{k}" not in before:
+                        before.append(f"l{layer - 1}_{k}")
+            needs[f"l{layer}_{j}"] = before
+    return needs
+
+
+@workflow.defn
+class DagWorkflow:
+    """The ``dag`` shape written by hand: one task per step that awaits its needs' tasks."""
+
+    @workflow.run
+    async def run(self, arg: ShapeInput) -> Any:
+        tasks: dict[str, asyncio.Task[Any]] = {}
+
+        async def one(key: str, needs: list[str]) -> Any:
+            values = [await tasks[n] for n in needs]
+            value = values[0] + 1 if values else int(key.split("_")[1])
+            return await step(arg.name, key, value)
+
+        for key, needs in dag_needs(arg.size, arg.width).items():
+            tasks[key] = asyncio.create_task(one(key, needs))
+        return list(
+            await asyncio.gather(*(tasks[f"l{arg.size - 1}_{j}"] for j in range(arg.width)))
+        )

@@ -68,10 +68,15 @@ async def noop(inp: StepInput) -> Any:
 
 
 @asynccontextmanager
-async def dev_server() -> AsyncIterator[Client]:
-    """A Temporal dev server on free ports with dagflow's search attributes; stopped after."""
+async def dev_server(db_filename: str | None = None) -> AsyncIterator[Client]:
+    """A Temporal dev server on free ports with dagflow's search attributes; stopped after.
+
+    In memory by default; with ``db_filename`` it keeps its state in that SQLite file
+    (``temporal server start-dev --db-filename``), as a dev server that survives restarts does.
+    """
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
+        dev_server_database_filename=db_filename,
         search_attributes=search_attributes.ALL,
         data_converter=DATA_CONVERTER,
     )

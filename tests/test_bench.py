@@ -15,7 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 SMALL = {
-    "bench_engine": ["--repeat", "1", "--shapes", "chain"],
+    # every shape on both dev servers, a few steps each; Prefect (a separate virtualenv that
+    # takes minutes to install) only in the full bench
+    "bench_engine": ["--small", "--repeat", "1", "--no-prefect"],
     "bench_fairness": ["--flood", "40", "--runs", "2"],
     "bench_local": ["--steps", "5", "--repeat", "1", "--checkpoint-steps", "0"],
     "bench_scale": ["--items", "300", "--steps", "30", "--big-items", "300", "--parked", "10",

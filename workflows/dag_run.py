@@ -99,6 +99,7 @@ LOCAL_TASK_SPAN = timedelta(seconds=1)
 starting them, before the next local step runs as a regular activity instead: scheduling it
 lets the task complete, which writes the markers of the local steps before it to the history
 (and lets queries, signals and Updates in)."""
+_STATUS_ORDER = tuple(StepStatus)
 
 
 class StepFailure(Exception):
@@ -208,10 +209,12 @@ class _Executor:
         return ended < LOCAL_TASK_STEPS and workflow.now() - began < LOCAL_TASK_SPAN
 
     def _policy(self, sid: str, step: Step) -> tuple[RetryPolicy, LinearBackoff | None]:
-        """The step's Temporal retry policy, built once per step (for_each items share it)."""
-        if sid not in self._policies:
-            self._policies[sid] = retry_policy(self.ctx.definition.retry(step))
-        return self._policies[sid]
+        """The step's Temporal retry policy, built once per step (for_each items share it);
+        steps without a ``retry`` of their own share the run's default one."""
+        key = sid if step.retry is not None else ""
+        if key not in self._policies:
+            self._policies[key] = retry_policy(self.ctx.definition.retry(step))
+        return self._policies[key]
 
     def _base_scope(self) -> dict[str, Any]:
         return {
@@ -572,9 +575,14 @@ class DagRun(_Executor):
 
     async def _supervise(self) -> None:
         while True:
+            remaining = self._remaining()
             try:
+                # the summary names the run-timeout timer; without a timeout there is none
+                # (and the SDK would encode the summary on every wake-up all the same)
                 await workflow.wait_condition(
-                    lambda: self._dirty, timeout=self._remaining(), timeout_summary="run timeout"
+                    lambda: self._dirty,
+                    timeout=remaining,
+                    timeout_summary="run timeout" if remaining is not None else None,
                 )
             except TimeoutError:
                 timeout = self.definition.timeout or timedelta(0)
@@ -607,7 +615,7 @@ class DagRun(_Executor):
                 )
                 self._dirty = True
                 continue
-            self._publish(self._current_status())
+            self._publish(None)
             if not self._draining and self._history_full():
                 self._draining = True
             if self._draining and self._inflight == 0 and workflow.all_handlers_finished():
@@ -1034,22 +1042,30 @@ class DagRun(_Executor):
             self._refs[sid] = _refs_of(parts, step.if_)
         return self._refs[sid]
 
-    def _current_status(self) -> RunStatus:
-        statuses = [r.status for r in self.records.values()]
+    def _current_status(self, statuses: list[StepStatus]) -> RunStatus:
+        """The status of a run still going, given every step's status (in record order)."""
         if StepStatus.NEEDS_ATTENTION in statuses:
             return RunStatus.NEEDS_ATTENTION
         if self._waiting and self._inflight == 0:
             return RunStatus.WAITING
         return RunStatus.RUNNING
 
-    def _publish(self, status: RunStatus) -> None:
-        """Record the run's status, upsert ``DagStatus`` when it changed, refresh details."""
+    def _publish(self, status: RunStatus | None) -> None:
+        """Record the run's status (None: as the steps say), upsert ``DagStatus`` when it
+        changed, refresh the details.
+
+        Called on every wake-up, so it reads each record once (identity checks only; hashing or
+        ``.value`` of an enum per record costs far more, in the sandbox most of all).
+        """
+        statuses = [r.status for r in self.records.values()]
+        if status is None:
+            status = self._current_status(statuses)
         self._status = status
         value = DAG_STATUS_VALUES[status]
         if value != self._published:
             workflow.upsert_search_attributes([DAG_STATUS.value_set(value)])
             self._published = value
-        details = self._markdown()
+        details = self._markdown(statuses)
         if details != self._details:
             workflow.set_current_details(details)
             self._details = details
@@ -1064,25 +1080,31 @@ class DagRun(_Executor):
             workflow.upsert_search_attributes([p.key.value_set(p.value) for p in wanted])
             self._published = "Running"
 
-    def _markdown(self) -> str:
-        """The Web UI's details: counts by status, then unfinished and failed steps first."""
-        counts: dict[str, int] = {}
-        shown: list[str] = []
-        quiet: list[str] = []
-        for sid, r in self.records.items():
-            counts[r.status.value] = counts.get(r.status.value, 0) + 1
-            if r.status in (StepStatus.PENDING, StepStatus.SUCCEEDED):
-                if len(quiet) < DETAILS_ROWS:
-                    quiet.append(sid)
-            elif len(shown) < DETAILS_ROWS:
-                shown.append(sid)
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    def _markdown(self, statuses: list[StepStatus]) -> str:
+        """The Web UI's details: counts by status (in order of first appearance), then
+        unfinished and failed steps first; ``statuses`` are the records' in record order."""
+        first = sorted((statuses.index(s), s) for s in _STATUS_ORDER if s in statuses)
+        summary = ", ".join(f"{statuses.count(s)} {s.value}" for _, s in first)
+        pending, succeeded = StepStatus.PENDING, StepStatus.SUCCEEDED
+        ids = list(self.records)
+        shown = [
+            sid
+            for sid, s in zip(ids, statuses, strict=True)
+            if s is not pending and s is not succeeded
+        ][:DETAILS_ROWS]
+        if len(shown) < DETAILS_ROWS:
+            quiet = [
+                sid
+                for sid, s in zip(ids, statuses, strict=True)
+                if s is pending or s is succeeded
+            ]
+            shown += quiet[: DETAILS_ROWS - len(shown)]
         lines = [f"**{self._status.value}** · {summary}", "", "| step | status | attempts |"]
         lines.append("|---|---|---|")
-        for sid in (shown + quiet)[:DETAILS_ROWS]:
+        for sid in shown:
             r = self.records[sid]
             items = f" ({r.items_done}/{r.items_total})" if r.items_total is not None else ""
-            lines.append(f"| {sid} | {r.status.value}{items} | {r.attempts} |")
+            lines.append(f"| {sid} | {str(r.status)}{items} | {r.attempts} |")
         if len(self.records) > DETAILS_ROWS:
             lines.append(f"| … {len(self.records) - DETAILS_ROWS} more | | |")
         return "\n".join(lines)
@@ -1248,7 +1270,7 @@ def _fresh_records(definition: Definition, reuse: dict[str, StepRecord]) -> dict
 
 def _expressions_of(values: Any, condition: bool | str | None) -> list[expressions.Expression]:
     """Every expression in ``values`` (and a condition, which may be bare CEL)."""
-    sources = [text for _, text in expressions.iter_strings(values, "")]
+    sources = expressions.strings_with_expressions(values)
     exprs = [e for text in sources for e in expressions.template(text).expressions]
     if isinstance(condition, str):
         exprs += (

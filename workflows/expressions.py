@@ -230,11 +230,11 @@ class Template:
 
     parts: tuple[str | Expression, ...]
 
-    @property
+    @functools.cached_property
     def expressions(self) -> list[Expression]:
         return [p for p in self.parts if isinstance(p, Expression)]
 
-    @property
+    @functools.cached_property
     def single(self) -> Expression | None:
         """The expression when the string is exactly one ``${{ }}`` (padding allowed)."""
         exprs = self.expressions
@@ -266,6 +266,40 @@ def has_expression(value: Any) -> bool:
     return False
 
 
+def strings_with_expressions(value: Any, out: list[str] | None = None) -> list[str]:
+    """Every string containing ``${{`` nested in ``value`` (as :func:`iter_strings`, without
+    the paths, and cheaper: the interpreter calls it once per step)."""
+    if out is None:
+        out = []
+    kind = type(value)
+    if kind is str:
+        if "${{" in value:
+            out.append(value)
+    elif kind is dict:
+        for v in value.values():
+            strings_with_expressions(v, out)
+    elif kind is list:
+        for v in value:
+            strings_with_expressions(v, out)
+    elif kind in _SCALARS or value is None:
+        pass
+    elif isinstance(value, str):
+        if "${{" in value:
+            out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            strings_with_expressions(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            strings_with_expressions(v, out)
+    return out
+
+
+_SCALARS = frozenset({int, float, bool})
+"""Types that hold no strings (checked by ``type()``: in the workflow sandbox ``isinstance``
+goes through a Python wrapper and costs far more)."""
+
+
 def iter_strings(value: Any, path: str) -> list[tuple[str, str]]:
     """Every string containing ``${{`` nested in ``value``, with its path."""
     out: list[tuple[str, str]] = []
@@ -283,6 +317,15 @@ def iter_strings(value: Any, path: str) -> list[tuple[str, str]]:
 
 def render(value: Any, scope: dict[str, Any]) -> Any:
     """Render every ``${{ }}`` nested in ``value`` (dict keys are left as written)."""
+    kind = type(value)
+    if kind is str:
+        return template(value).render(scope) if "${{" in value else value
+    if kind is dict:
+        return {k: render(v, scope) for k, v in value.items()}
+    if kind is list:
+        return [render(v, scope) for v in value]
+    if kind in _SCALARS or value is None:
+        return value
     if isinstance(value, str):
         return template(value).render(scope) if "${{" in value else value
     if isinstance(value, dict):
@@ -306,7 +349,7 @@ def condition(value: bool | str, scope: dict[str, Any]) -> bool:
 
 def to_json(value: Any) -> Any:
     """Turn a CEL result into plain JSON data (timestamps become RFC 3339 strings)."""
-    if value is None or isinstance(value, str | bool | int | float):
+    if value is None or type(value) in _PLAIN or isinstance(value, str | bool | int | float):
         return value
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
@@ -321,6 +364,9 @@ def to_json(value: Any) -> Any:
     if isinstance(value, cel.OptionalValue):
         return to_json(value.value()) if value.has_value() else None
     return str(value)
+
+
+_PLAIN = frozenset({str, int, float, bool})
 
 
 def to_text(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -120,12 +121,14 @@ FAIRNESS_KEY_BYTES = 64
 """The longest fairness key Temporal accepts, in UTF-8 bytes."""
 
 
+@functools.lru_cache(maxsize=1024)
 def tenant_priority(tenant: str) -> Priority:
     """The priority a run's activities and child workflows carry: the tenant as fairness key.
 
     On a server with task queue fairness on, the matching service dispatches a backlog round
     robin across fairness keys, so one tenant's flood does not starve the others. A tenant name
-    longer than Temporal's 64-byte limit is cut at a character boundary.
+    longer than Temporal's 64-byte limit is cut at a character boundary. (Cached: a run asks
+    for it once per step, and ``Priority`` is immutable.)
     """
     key = tenant.encode()[:FAIRNESS_KEY_BYTES].decode(errors="ignore")
     return Priority(fairness_key=key)

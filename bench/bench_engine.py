@@ -183,7 +183,7 @@ def throughput(runs: int = 100, n: int = 5) -> Shape:
 
 
 def dag(depth: int = 20, width: int = 50) -> Shape:
-    """``depth`` x ``width`` steps, each needing 3 steps of the layer before (baseline.dag_needs)."""
+    """``depth`` x ``width`` steps, each needing 3 of the layer before (baseline.dag_needs)."""
     name = f"bench-dag-{depth}x{width}"
     definition, expected = _layered(name, dag_needs(depth, width), depth, width)
     return Shape(
@@ -259,7 +259,8 @@ async def history_counts(client: Client, handle: WorkflowHandle[Any, Any]) -> tu
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                 tasks += 1
             if event.HasField("workflow_execution_continued_as_new_event_attributes"):
-                run_id = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                attrs = event.workflow_execution_continued_as_new_event_attributes
+                run_id = attrs.new_execution_run_id
     return events, tasks
 
 
@@ -411,9 +412,7 @@ def run_prefect(
     sizes = PREFECT_SMALL if small else PREFECT_SIZES
     spec = json.dumps({name: sizes[name] for name in shapes})
     with tempfile.TemporaryDirectory(prefix="dagflow-prefect-") as home:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VIRTUAL_ENV"))
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VIRTUAL_ENV"))}
         env.update(PREFECT_HOME=home, PREFECT_LOGGING_LEVEL="ERROR")
         command = [
             python,

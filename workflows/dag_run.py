@@ -1094,9 +1094,7 @@ class DagRun(_Executor):
         ][:DETAILS_ROWS]
         if len(shown) < DETAILS_ROWS:
             quiet = [
-                sid
-                for sid, s in zip(ids, statuses, strict=True)
-                if s is pending or s is succeeded
+                sid for sid, s in zip(ids, statuses, strict=True) if s is pending or s is succeeded
             ]
             shown += quiet[: DETAILS_ROWS - len(shown)]
         lines = [f"**{self._status.value}** · {summary}", "", "| step | status | attempts |"]
@@ -1104,7 +1102,7 @@ class DagRun(_Executor):
         for sid in shown:
             r = self.records[sid]
             items = f" ({r.items_done}/{r.items_total})" if r.items_total is not None else ""
-            lines.append(f"| {sid} | {str(r.status)}{items} | {r.attempts} |")
+            lines.append(f"| {sid} | {r.status!s}{items} | {r.attempts} |")
         if len(self.records) > DETAILS_ROWS:
             lines.append(f"| … {len(self.records) - DETAILS_ROWS} more | | |")
         return "\n".join(lines)

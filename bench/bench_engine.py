@@ -413,7 +413,11 @@ def run_prefect(
     spec = json.dumps({name: sizes[name] for name in shapes})
     with tempfile.TemporaryDirectory(prefix="dagflow-prefect-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "VIRTUAL_ENV"))}
-        env.update(PREFECT_HOME=home, PREFECT_LOGGING_LEVEL="ERROR")
+        env.update(
+            PREFECT_HOME=home,
+            PREFECT_LOGGING_LEVEL="ERROR",
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        )
         command = [
             python,
             str(ROOT / "bench" / "prefect_flows.py"),

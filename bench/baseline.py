@@ -45,10 +45,11 @@ class ShapeInput(BaseModel):
     width: int = 1
 
 
-async def step(name: str, key: str, value: Any) -> Any:
-    """Run the ``noop`` step ``key`` with ``with.value = value``; return its output."""
+def noop_input(name: str, key: str, value: Any) -> StepInput:
+    """The input of the ``noop`` step ``key`` (first attempt) with ``with.value = value``, as
+    DagRun builds it for a step of the definition ``name``."""
     workflow_id = workflow.info().workflow_id
-    arg = StepInput(
+    return StepInput(
         tenant="acme",
         workflow_id=workflow_id,
         definition=name,
@@ -58,9 +59,13 @@ async def step(name: str, key: str, value: Any) -> Any:
         with_={"value": value},
         idempotency_key=idempotency_key(workflow_id, key, 1),
     )
+
+
+async def step(name: str, key: str, value: Any) -> Any:
+    """Run the ``noop`` step ``key`` with ``with.value = value``; return its output."""
     result = await workflow.execute_activity(
         "noop",
-        arg,
+        noop_input(name, key, value),
         activity_id=key,
         summary=key,
         start_to_close_timeout=STEP_TIMEOUT,

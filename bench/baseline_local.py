@@ -12,11 +12,10 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from baseline import RETRY, STEP_TIMEOUT
+    from baseline import RETRY, STEP_TIMEOUT, noop_input
 
     from workflows.definition import LOCAL_RETRY_THRESHOLD
-    from workflows.scheduling import idempotency_key
-    from workflows.types import StepInput, StepResult
+    from workflows.types import StepResult
 
 
 @dataclass(frozen=True)
@@ -31,20 +30,9 @@ class LocalChainInput:
 
 async def local_step(name: str, key: str, value: Any) -> Any:
     """Run the ``noop`` step ``key`` as a local activity with ``with.value = value``."""
-    workflow_id = workflow.info().workflow_id
-    arg = StepInput(
-        tenant="acme",
-        workflow_id=workflow_id,
-        definition=name,
-        step=key,
-        key=key,
-        kind="noop",
-        with_={"value": value},
-        idempotency_key=idempotency_key(workflow_id, key, 1),
-    )
     result = await workflow.execute_local_activity(
         "noop",
-        arg,
+        noop_input(name, key, value),
         activity_id=key,
         summary=key,
         start_to_close_timeout=STEP_TIMEOUT,

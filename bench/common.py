@@ -39,8 +39,7 @@ if str(ROOT) not in sys.path:
 from starter.devserver import temporal_binary  # noqa: E402
 from tests.engine import chain_definition, start_dag  # noqa: E402
 from tests.history import history_lengths  # noqa: E402
-from worker.interceptors import StepAttemptInterceptor  # noqa: E402
-from worker.worker import build_worker, sandbox_runner  # noqa: E402
+from worker.worker import build_worker, dagflow_interceptors, sandbox_runner  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.dag_run import DagForEachBatch, DagRun  # noqa: E402
 from workflows.types import StepInput  # noqa: E402
@@ -121,7 +120,7 @@ def bench_worker(
 
     Without extra workflows or an executor it is ``build_worker``'s own. Otherwise it is the
     same configuration with the baselines registered beside DagRun (so both share the task
-    queue, the sandbox, the StepAttemptInterceptor, the slots and the eager activity dispatch)
+    queue, the sandbox, the interceptors, the slots and the eager activity dispatch)
     and ``executor`` running the workflow activations. (A second worker on the same queue is
     refused by the SDK, and one on another queue would not get eager dispatch for DagRun's
     activities.)
@@ -137,7 +136,7 @@ def bench_worker(
         task_queue=task_queue,
         workflows=[DagRun, DagForEachBatch, *extra_workflows],
         activities=list(activities),
-        interceptors=[StepAttemptInterceptor()],
+        interceptors=dagflow_interceptors(),
         workflow_runner=sandbox_runner(),
         workflow_task_executor=executor,
         max_concurrent_activities=200,

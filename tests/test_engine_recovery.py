@@ -196,6 +196,42 @@ async def test_manual_park_then_retry_with_overrides_by_cli_signal(
         assert desc.typed_search_attributes.get(DAG_STATUS) == "Completed"
 
 
+async def cli_details(address: str, workflow_id: str) -> list[str]:
+    """The run's current details (the Web UI's "Current Details"), by the plain CLI."""
+    out = await temporal_cli(
+        address, "workflow", "metadata", "--workflow-id", workflow_id, "-o", "json"
+    )
+    details: str = json.loads(out)["queryResult"][0]["currentDetails"]
+    return details.splitlines()
+
+
+async def test_current_details_show_the_parked_step_first(
+    client: Client, temporal_address: str
+) -> None:
+    """The current details are made when asked for and show the state of that moment."""
+    async with dag_worker(client, Probe().activities()) as w:
+        handle = await start_dag(client, w, MANUAL)
+        await parked(handle, "charge")
+        assert await cli_details(temporal_address, handle.id) == [
+            "**needs_attention** · 1 succeeded, 1 needs_attention, 1 pending",
+            "",
+            "| step | status | attempts |",
+            "|---|---|---|",
+            "| charge | needs_attention | 1 |",
+            "| fetch | succeeded | 1 |",
+            "| ship | pending | 0 |",
+        ]
+        await handle.signal("skip_step", {"step": "charge"})
+        await handle.result()
+        details = await cli_details(temporal_address, handle.id)
+        assert details[0] == "**completed** · 1 succeeded, 2 skipped"
+        assert details[4:] == [  # ship needs charge, which was skipped
+            "| charge | skipped | 1 |",
+            "| ship | skipped | 0 |",
+            "| fetch | succeeded | 1 |",
+        ]
+
+
 async def _visible(client: Client, workflow_id: str) -> bool:
     query = f'DagStatus = "NeedsAttention" AND WorkflowId = "{workflow_id}"'
     return [wf.id async for wf in client.list_workflows(query)] == [workflow_id]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from pydantic import TypeAdapter
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
@@ -19,10 +21,20 @@ from temporalio.runtime import Runtime
 from worker.codec import EncryptionCodec, Keyring
 from worker.payloads import PayloadStore
 
+_TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
+"""Type adapters by type hint, shared by every converter of the process. The SDK makes a
+payload converter for every workflow run, so a cache per converter would build the adapters
+of ``DagRunInput``, ``StepResult``, ... again in every run, in the sandbox. The hints are the
+same objects in every run (``workflows`` is passed through the sandbox)."""
+
 
 class _CompactJsonConverter(PydanticJSONPlainPayloadConverter):
     """Pydantic JSON by the models' aliases (``with``, ``if``: what definitions and the docs
     say, and what the Web UI then shows), leaving out fields never set."""
+
+    def __init__(self) -> None:
+        super().__init__(max_cached_type_adapters=0)
+        self._type_adapter = _TYPE_ADAPTERS
 
     def to_payload(self, value: Any) -> Payload | None:
         data = self._schema_serializer.to_json(value, exclude_unset=True, by_alias=True)

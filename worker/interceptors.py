@@ -1,5 +1,6 @@
 """Worker interceptors: step activities report the attempt that produced their result, and
-each attempt is measured (:mod:`worker.metrics`)."""
+each attempt is measured (:mod:`worker.metrics`); a run's current details are made when the
+Web UI asks for them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import asyncio
 import time
 from typing import Any
 
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
+    HandleQueryInput,
     Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
 )
 
 from worker.metrics import Outcome, record_attempt
@@ -26,6 +30,32 @@ class StepAttemptInterceptor(Interceptor):
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _StepAttemptInbound(next)
+
+
+METADATA_QUERY = "__temporal_workflow_metadata"
+"""The SDK's built-in query that hands out a run's current details (the Web UI asks it)."""
+
+
+class RunDetailsInterceptor(Interceptor):
+    """Fills in the current details of a run whose workflow makes them on demand (a
+    ``current_details()`` method, as DagRun has) when the metadata query asks for them, so
+    the run does not rebuild them on every wake-up. Queries are read-only, so the answer is
+    amended rather than ``workflow.set_current_details`` called."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        return _RunDetailsInbound
+
+
+class _RunDetailsInbound(WorkflowInboundInterceptor):
+    async def handle_query(self, input: HandleQueryInput) -> Any:
+        answer = await super().handle_query(input)
+        if input.query == METADATA_QUERY:
+            details = getattr(workflow.instance(), "current_details", None)
+            if details is not None:
+                answer.current_details = details()
+        return answer
 
 
 class _StepAttemptInbound(ActivityInboundInterceptor):

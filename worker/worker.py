@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from worker.interceptors import StepAttemptInterceptor
+from worker.interceptors import RunDetailsInterceptor, StepAttemptInterceptor
 from workflows.command import DagCommand
 from workflows.dag_run import DagForEachBatch, DagRun
 
@@ -33,6 +33,11 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     """The workflow sandbox, with dagflow's deterministic modules passed through."""
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     return SandboxedWorkflowRunner(restrictions=restrictions)
+
+
+def dagflow_interceptors() -> list[Interceptor]:
+    """The interceptors every dagflow worker runs (see :mod:`worker.interceptors`)."""
+    return [StepAttemptInterceptor(), RunDetailsInterceptor()]
 
 
 def build_worker(
@@ -65,7 +70,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[DagRun, DagForEachBatch, DagCommand] if workflows else [],
         activities=list(activities),
-        interceptors=[StepAttemptInterceptor(), *interceptors],
+        interceptors=[*dagflow_interceptors(), *interceptors],
         workflow_runner=sandbox_runner(),
         max_concurrent_activities=max_concurrent_activities,
         max_cached_workflows=max_cached_workflows,

@@ -537,7 +537,6 @@ class DagRun(_Executor):
                 self._primaries.setdefault(fallback.fallback, []).append(sid)
         self._refs: dict[str, frozenset[str] | None] = {}
         self._published: str | None = None
-        self._details = ""
         self._slots: asyncio.Semaphore | None = None
 
     # --- the run --------------------------------------------------------------------------
@@ -1051,8 +1050,8 @@ class DagRun(_Executor):
         return RunStatus.RUNNING
 
     def _publish(self, status: RunStatus | None) -> None:
-        """Record the run's status (None: as the steps say), upsert ``DagStatus`` when it
-        changed, refresh the details.
+        """Record the run's status (None: as the steps say) and upsert ``DagStatus`` when it
+        changed.
 
         Called on every wake-up, so it reads each record once (identity checks only; hashing or
         ``.value`` of an enum per record costs far more, in the sandbox most of all).
@@ -1065,10 +1064,6 @@ class DagRun(_Executor):
         if value != self._published:
             workflow.upsert_search_attributes([DAG_STATUS.value_set(value)])
             self._published = value
-        details = self._markdown(statuses)
-        if details != self._details:
-            workflow.set_current_details(details)
-            self._details = details
 
     def _ensure_attributes(self) -> None:
         current = workflow.info().typed_search_attributes
@@ -1079,6 +1074,15 @@ class DagRun(_Executor):
             )
             workflow.upsert_search_attributes([p.key.value_set(p.value) for p in wanted])
             self._published = "Running"
+
+    def current_details(self) -> str:
+        """The Web UI's details of the run, made when they are asked for.
+
+        The SDK hands current details out only in answer to its metadata query, and
+        :class:`worker.interceptors.RunDetailsInterceptor` fills them in there from this
+        method, so no wake-up of the run pays for a table nobody reads.
+        """
+        return self._markdown([r.status for r in self.records.values()])
 
     def _markdown(self, statuses: list[StepStatus]) -> str:
         """The Web UI's details: counts by status (in order of first appearance), then

@@ -531,10 +531,13 @@ class DagRun(_Executor):
         self._open = sum(1 for r in self.records.values() if r.status not in TERMINAL)
         self._readiness = Readiness(arg.definition)
         self._primaries: dict[str, list[str]] = {}
+        self._fallback_of: dict[str, str] = {}
+        """The fallback step of each step that names one (``on_error: {fallback: ...}``)."""
         for sid, step in arg.definition.steps.items():
             fallback = _as_fallback(arg.definition.on_error(step))
             if fallback:
                 self._primaries.setdefault(fallback.fallback, []).append(sid)
+                self._fallback_of[sid] = fallback.fallback
         self._refs: dict[str, frozenset[str] | None] = {}
         self._published: str | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -692,9 +695,9 @@ class DagRun(_Executor):
         self._open -= 1
         for ready in self._readiness.finish(sid):
             self._launch(ready)
-        fallback = _as_fallback(self.definition.on_error(self.definition.steps[sid]))
+        fallback = self._fallback_of.get(sid)
         if fallback is not None:
-            self._settle_unused_fallback(fallback.fallback)
+            self._settle_unused_fallback(fallback)
         self._notify()
 
     def _settle_unused_fallback(self, fallback: str) -> None:

@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from starter.api.runs import RUN_KEY_PATTERN, RunDetail, RunSummary
 from starter.client import DagflowClient
-from starter.errors import BadRequest, Conflict, Invalid, NotFound, Unavailable
+from starter.errors import BadRequest, Conflict, Invalid, NotFound, PayloadTooLarge, Unavailable
 from starter.openapi import openapi
 from starter.routes import ROUTES
 from starter.routes.runs import literal, runs_query
@@ -473,6 +473,27 @@ async def test_rerun_reuses_the_outputs_of_succeeded_steps(starter: Starter, pro
     with pytest.raises(Conflict, match="waiting"):
         await tenant.runs.rerun(open_run.id)
     await tenant.runs.cancel(open_run.id)
+
+
+async def test_rerun_of_a_run_whose_outputs_are_over_the_limit_answers_413(
+    starter: Starter, probe: Probe
+) -> None:
+    """Without a payload store, a run whose step outputs add up to more than Temporal's 2 MB
+    cannot be rerun (its snapshot is one payload): a 413 naming the remedy, not a 500."""
+    tenant = await starter.tenant()
+    copies = {
+        f"copy{i}": {"uses": "transform", "with": {"value": "${{ input }}"}} for i in range(12)
+    }
+    await tenant.definitions.create(
+        definition("big-outputs", {**copies, "last": step(fail_times=5, needs=list(copies))})
+    )
+    ref = await tenant.runs.start("big-outputs", "x" * 200_000)
+    assert (await settled(tenant, ref.id)).status == "failed"
+    with pytest.raises(
+        PayloadTooLarge, match=r"over Temporal's limit of 2 MB.*DAGFLOW_PAYLOAD_STORE"
+    ):
+        await tenant.runs.rerun(ref.id)
+    assert [r.id async for r in tenant.runs.iterate(definition="big-outputs")] == [ref.id]
 
 
 # --- isolation and failures --------------------------------------------------------------------

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.converter import (
     ExternalStorage,
     StorageDriver,
@@ -55,8 +56,16 @@ TOO_LARGE = (
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
+_QUERY_TOO_LARGE = ("size exceeds limit", "message too large")
+"""How a query fails when its answer is over Temporal's payload limit ("Blob data size
+exceeds limit") or over gRPC's message limit ("GRPC Message too large")."""
+
+
 def too_large(error: BaseException) -> bool:
-    """Whether Temporal refused a request because a payload in it is over its size limit."""
+    """Whether Temporal refused a request, or a worker a query's answer, because a payload in it
+    is over its size limit."""
+    if isinstance(error, WorkflowQueryFailedError):
+        return any(mark in error.message.lower() for mark in _QUERY_TOO_LARGE)
     return (
         isinstance(error, RPCError)
         and error.status == RPCStatusCode.INVALID_ARGUMENT

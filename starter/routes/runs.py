@@ -22,6 +22,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -52,13 +53,21 @@ from starter.api.runs import (
     StepState,
     StepTrace,
 )
-from starter.errors import BadRequest, Conflict, FieldError, NotFound, Unavailable
+from starter.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 from starter.launch import start_run, workflow_id
 from starter.repos import definitions as repo
 from starter.routes.pagination import decode_cursor, encode_cursor
 from starter.routes.table import Call, PathParam, Route, json_response
 from starter.runs import REQUEST_HASH, existing_run, request_hash, start_stored_run, started_ref
 from starter.temporal import RETRY_AFTER
+from worker.payloads import TOO_LARGE, too_large
 from workflows.command import command_workflow_id
 from workflows.search_attributes import DAG_COMMAND, DAG_NAME, DAG_STATUS, DAG_VERSION, TENANT_ID
 from workflows.types import (
@@ -631,10 +640,15 @@ async def rerun(call: Call[Rerun]) -> web.Response:
         existing = await existing_run(client, workflow_id(tenant, run.definition, new_key), digest)
         if existing is not None:
             return json_response(existing, 200, Location=f"/v1/runs/{existing.id}")
-    snapshot, started = await asyncio.gather(
-        run.handle.query("snapshot", result_type=RunSnapshot, rpc_timeout=RPC_TIMEOUT),
-        run.start_input(),
-    )
+    try:
+        snapshot, started = await asyncio.gather(
+            run.handle.query("snapshot", result_type=RunSnapshot, rpc_timeout=RPC_TIMEOUT),
+            run.start_input(),
+        )
+    except WorkflowQueryFailedError as error:
+        if not too_large(error):
+            raise
+        raise PayloadTooLarge(f"run {run.id}'s input and step outputs are {TOO_LARGE}") from None
     handle, created = await start_run(
         client,
         started.definition,

@@ -32,6 +32,7 @@ from worker.settings import Settings
 from worker.worker import sandbox_runner
 from workflows.command import DagCommand
 from workflows.dag_run import DagForEachBatch, DagRun
+from workflows.types import RunSnapshot
 
 MARK = "needle-5c1d"
 ITEMS = [f"{MARK}-{i:07d}-{'x' * 16}" for i in range(100_000)]
@@ -225,3 +226,21 @@ async def test_dagflow_run_takes_a_large_input_file_with_the_store(
 
 def write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value))
+
+
+async def test_a_snapshot_over_the_limit_goes_through_the_store(
+    client: Client, tmp_path: Path
+) -> None:
+    """The ``snapshot`` query (what a rerun reuses) answers with every output even when they add
+    up to more than Temporal's 2 MB: the answer goes to the store like any large payload."""
+    store = await store_client(client, tmp_path)
+    copies = {
+        f"copy{i}": {"uses": "transform", "with": {"value": "${{ input }}"}} for i in range(12)
+    }
+    async with dag_worker(store, Probe().activities()) as w:
+        handle = await start_dag(store, w, {"name": "big-snapshot", "steps": copies}, MARK * 20_000)
+        await handle.result()
+        snapshot = await handle.query("snapshot", result_type=RunSnapshot)
+    assert sorted(snapshot.steps) == sorted(copies)
+    assert all(r.output == MARK * 20_000 for r in snapshot.steps.values())
+    assert len(MARK * 20_000) * len(copies) > 2_000_000

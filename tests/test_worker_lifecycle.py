@@ -306,3 +306,42 @@ async def test_a_worker_killed_mid_run_loses_no_step(client: Client, temporal_ad
     # No step is delivered more often than it was attempted (more than once only if an
     # attempt timed out on a loaded machine).
     assert all(delivered[step] <= attempts[step] for step in delivered), (delivered, attempts)
+
+
+async def test_sigterm_lets_a_running_local_step_finish_and_repeats_nothing(
+    client: Client, temporal_address: str
+) -> None:
+    """The SDK finishes a workflow task's local activities before the worker may stop, so a
+    local step running at SIGTERM runs to its end even past the grace; its result is written
+    with the task, and another worker carries the run on without repeating a step."""
+    queue = f"tq-{uuid.uuid4()}"
+    async with receiver() as rec, AsyncExitStack() as stack:
+        definition = {
+            "name": "local-drain",
+            "defaults": {"execution": "local"},
+            "steps": {
+                "first": slow_step(rec, "first", 0),
+                "slow": slow_step(rec, "slow", 4, needs="first"),
+                "last": slow_step(rec, "last", 0, needs="slow"),
+            },
+            "output": "${{ [steps.first, steps.slow, steps.last].map(s, s.output.body) }}",
+        }
+        first = await stack.enter_async_context(worker_process(temporal_address, queue, grace=1))
+        handle = await start(client, queue, definition)
+        await wait_for(rec.seen("slow"))
+        loop = asyncio.get_running_loop()
+        signalled = loop.time()
+        first.proc.send_signal(signal.SIGTERM)
+        assert await first.exited() == 0, first.log
+        assert loop.time() - signalled > 2.5  # past the 1 s grace: the step is held 4 s
+        assert "0 cancelled" in first.log
+        await stack.enter_async_context(worker_process(temporal_address, queue, grace=5))
+        output = await asyncio.wait_for(handle.result(), 60)
+        steps = (await progress(handle)).steps
+    assert output == [{"name": name, "call": 1} for name in ("first", "slow", "last")]
+    assert rec.calls == {"first": 1, "slow": 1, "last": 1}
+    assert [(s.step, s.status, s.attempts) for s in steps] == [
+        ("first", "succeeded", 1),
+        ("slow", "succeeded", 1),
+        ("last", "succeeded", 1),
+    ]

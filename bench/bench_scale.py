@@ -44,6 +44,7 @@ from common import (
     chain_definition,
     dev_server,
     machine,
+    run_histories,
     run_script,
     running,
 )
@@ -210,10 +211,7 @@ async def walk(client: Client, workflow_id: str, run_id: str, outcome: Outcome) 
     """Walk the run's continue-as-new chain and every child it started: count the runs and
     their events, find the largest payload, time the workflow tasks (the deadlock detector
     fails an activation that runs over 2 s; the server times out a task after 10 s)."""
-    todo = [(workflow_id, run_id)]
-    while todo:
-        wid, rid = todo.pop()
-        history = await client.get_workflow_handle(wid, run_id=rid).fetch_history()
+    async for wid, _, history in run_histories(client, workflow_id, run_id):
         if wid == workflow_id:
             outcome.chain_runs += 1
         else:
@@ -224,12 +222,6 @@ async def walk(client: Client, workflow_id: str, run_id: str, outcome: Outcome) 
             for size, reference in payload_sizes(e):
                 outcome.max_payload = max(outcome.max_payload, size)
                 outcome.references += reference
-            if e.HasField("workflow_execution_continued_as_new_event_attributes"):
-                attrs = e.workflow_execution_continued_as_new_event_attributes
-                todo.append((wid, attrs.new_execution_run_id))
-            if e.HasField("child_workflow_execution_started_event_attributes"):
-                child = e.child_workflow_execution_started_event_attributes.workflow_execution
-                todo.append((child.workflow_id, child.run_id))
             if e.HasField("workflow_task_started_event_attributes"):
                 started = e.event_time.ToDatetime()
             elif started is not None and (

@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
 
 from starter.devserver import temporal_binary  # noqa: E402
 from tests.engine import chain_definition, start_dag  # noqa: E402
-from tests.history import history_lengths  # noqa: E402
+from tests.history import history_lengths, run_histories  # noqa: E402
 from worker.worker import build_worker, dagflow_interceptors, sandbox_runner  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.dag_run import DagForEachBatch, DagRun  # noqa: E402
@@ -53,6 +53,7 @@ __all__ = [
     "machine",
     "median",
     "noop",
+    "run_histories",
     "run_script",
     "running",
     "start_dag",

@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from tests.engine import chain_definition, dag_worker, eventually, progress, start_dag
+from tests.history import run_histories
 from tests.steps import Probe
 from worker.client import connect
 from worker.codec import (
@@ -70,21 +71,10 @@ async def raw_histories(plain: Client, workflow_id: str, run_id: str) -> list[Hi
     """Every history of a run's continue-as-new chain and its children, fetched by a client
     with no codec (what anyone reading Temporal's database or the Web UI without the codec
     server sees)."""
-    histories = []
-    todo = [(workflow_id, run_id)]
-    while todo:
-        wid, rid = todo.pop()
-        fetched = await plain.get_workflow_handle(wid, run_id=rid).fetch_history()
-        history = History(events=fetched.events)
-        histories.append(history)
-        for event in history.events:
-            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
-                attrs = event.workflow_execution_continued_as_new_event_attributes
-                todo.append((wid, attrs.new_execution_run_id))
-            if event.HasField("child_workflow_execution_started_event_attributes"):
-                child = event.child_workflow_execution_started_event_attributes.workflow_execution
-                todo.append((child.workflow_id, child.run_id))
-    return histories
+    return [
+        History(events=fetched.events)
+        async for _, _, fetched in run_histories(plain, workflow_id, run_id)
+    ]
 
 
 def leaks(histories: list[History]) -> int:

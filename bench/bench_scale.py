@@ -78,24 +78,24 @@ class Case:
     expected: Any
 
 
-def for_each(items: int, concurrency: int | None = None) -> Case:
-    """One step over ``items`` items, each returning twice its item."""
-    step: dict[str, Any] = {
-        "uses": "noop",
-        "for_each": "${{ input.items }}",
-        "with": {"value": "${{ item * 2 }}"},
-    }
+def _over_items(name: str, uses: str, with_: dict[str, Any], concurrency: int | None) -> Definition:
+    """One step ``each`` of kind ``uses`` over ``input.items``; the run's output is its output."""
+    step: dict[str, Any] = {"uses": uses, "for_each": "${{ input.items }}", "with": with_}
     if concurrency:
         step["concurrency"] = concurrency
-    definition = {
-        "name": f"bench-for-each-{items}",
-        "steps": {"each": step},
-        "output": "${{ steps.each.output }}",
-    }
-    label = f"for_each {items} items" + (f" (concurrency {concurrency})" if concurrency else "")
+    definition = {"name": name, "steps": {"each": step}, "output": "${{ steps.each.output }}"}
+    return Definition.model_validate(definition)
+
+
+def _label(text: str, concurrency: int | None) -> str:
+    return text + (f" (concurrency {concurrency})" if concurrency else "")
+
+
+def for_each(items: int, concurrency: int | None = None) -> Case:
+    """One step over ``items`` items, each returning twice its item."""
     return Case(
-        label,
-        Definition.model_validate(definition),
+        _label(f"for_each {items} items", concurrency),
+        _over_items(f"bench-for-each-{items}", "noop", {"value": "${{ item * 2 }}"}, concurrency),
         {"items": list(range(items))},
         [i * 2 for i in range(items)],
     )
@@ -104,25 +104,10 @@ def for_each(items: int, concurrency: int | None = None) -> Case:
 def big_for_each(items: int, concurrency: int | None = None) -> Case:
     """One ``shout`` step over ``items`` strings (``item-000000``); each output is a map, so
     100,000 items make a 1.4 MB input and a 2.3 MB output."""
-    step: dict[str, Any] = {
-        "uses": "shout",
-        "for_each": "${{ input.items }}",
-        "with": {"text": "${{ item }}"},
-    }
-    if concurrency:
-        step["concurrency"] = concurrency
-    definition = {
-        "name": f"bench-big-for-each-{items}",
-        "steps": {"each": step},
-        "output": "${{ steps.each.output }}",
-    }
     names = [f"item-{i:06d}" for i in range(items)]
-    label = f"for_each {items} items, store" + (
-        f" (concurrency {concurrency})" if concurrency else ""
-    )
     return Case(
-        label,
-        Definition.model_validate(definition),
+        _label(f"for_each {items} items, store", concurrency),
+        _over_items(f"bench-big-for-each-{items}", "shout", {"text": "${{ item }}"}, concurrency),
         {"items": names},
         [{"text": n.upper()} for n in names],
     )
